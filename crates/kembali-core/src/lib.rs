@@ -1,0 +1,12 @@
+//! The pure core of Kembali: money, program settings, orders, the cashback function, ledger
+//! postings and the rules that move lots. No I/O, no clock reads, no randomness: every
+//! instant and every id comes in as an argument.
+
+pub mod cashback;
+pub mod ids;
+pub mod ledger;
+pub mod limits;
+pub mod lots;
+pub mod money;
+pub mod order;
+pub mod program;

@@ -1,0 +1,232 @@
+//! Money arithmetic: integer minor units, basis points, half-even rounding and the
+//! largest-remainder split. Never a float.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Largest amount a single money field may carry (10^13 minor units: a hundred billion in a
+/// two-decimal currency). Keeps every sum over [`crate::limits`]-bounded inputs inside i64.
+pub const MAX_AMOUNT_MINOR: i64 = 10_000_000_000_000;
+
+/// A rate in basis points: 1 bp = 0.01 %, 10_000 bp = 100 %.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct BasisPoints(pub u32);
+
+impl BasisPoints {
+    pub const FULL: BasisPoints = BasisPoints(10_000);
+
+    pub fn new(bp: u32) -> Option<Self> {
+        (bp <= 10_000).then_some(BasisPoints(bp))
+    }
+
+    /// `amount × rate`, rounded half-even to a whole minor unit.
+    pub fn apply(self, amount_minor: i64) -> i64 {
+        let exact = i128::from(amount_minor) * i128::from(self.0);
+        round_half_even(exact, 10_000) as i64
+    }
+}
+
+impl fmt::Display for BasisPoints {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let whole = self.0 / 100;
+        let frac = self.0 % 100;
+        if frac == 0 {
+            write!(f, "{whole} %")
+        } else if frac % 10 == 0 {
+            write!(f, "{whole},{} %", frac / 10)
+        } else {
+            write!(f, "{whole},{frac:02} %")
+        }
+    }
+}
+
+/// `num / den` rounded half to even. `den` must be positive.
+pub fn round_half_even(num: i128, den: i128) -> i128 {
+    assert!(den > 0, "denominator must be positive");
+    let q = num.div_euclid(den);
+    let r = num.rem_euclid(den);
+    let twice = 2 * r;
+    if twice > den || (twice == den && q % 2 != 0) {
+        q + 1
+    } else {
+        q
+    }
+}
+
+/// Splits `total` over `weights` in proportion, so that the parts add up to `total` exactly:
+/// every part gets the floor of its exact share, and the units left over go one each to the
+/// parts with the largest remainders (ties to the earlier part). All weights zero gives all
+/// zeros unless `total` is zero too (the caller must not ask for that).
+pub fn largest_remainder(total: i64, weights: &[i64]) -> Vec<i64> {
+    let wide: Vec<i128> = weights.iter().map(|w| i128::from(*w)).collect();
+    largest_remainder_wide(total, &wide)
+}
+
+/// [`largest_remainder`] over exact shares that need more than 64 bits (an amount times a
+/// rate in basis points). Weights must be non-negative.
+pub fn largest_remainder_wide(total: i64, weights: &[i128]) -> Vec<i64> {
+    let sum: i128 = weights.iter().sum();
+    if sum == 0 || total == 0 {
+        return vec![0; weights.len()];
+    }
+    let total = i128::from(total);
+    let mut parts = Vec::with_capacity(weights.len());
+    let mut remainders = Vec::with_capacity(weights.len());
+    let mut given: i128 = 0;
+    for (i, w) in weights.iter().enumerate() {
+        // total ≤ 2^63 and w ≤ 2^77 (an amount times 10^4): the product fits in i128 only
+        // when reduced first, so scale by the share instead of multiplying blindly.
+        let exact = mul_div_parts(total, *w, sum);
+        let (floor, rem) = exact;
+        parts.push(floor);
+        remainders.push((rem, i));
+        given += floor;
+    }
+    let mut left = total - given;
+    remainders.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    for (_, i) in remainders {
+        if left == 0 {
+            break;
+        }
+        parts[i] += 1;
+        left -= 1;
+    }
+    parts.into_iter().map(|p| p as i64).collect()
+}
+
+/// `(a × w) / s` as (quotient, remainder) without overflowing i128, for 0 ≤ w ≤ s, a ≥ 0.
+fn mul_div_parts(a: i128, w: i128, s: i128) -> (i128, i128) {
+    if let Some(p) = a.checked_mul(w) {
+        return (p.div_euclid(s), p.rem_euclid(s));
+    }
+    // a × w = (a div s × s + a mod s) × w, so the quotient is (a div s) × w plus
+    // ((a mod s) × w) / s. The second product can still be large; fall back to u128 long
+    // division by halves, which is exact because w ≤ s.
+    let (aq, ar) = (a / s, a % s);
+    let (q2, r2) = mul_div_small(ar, w, s);
+    (aq * w + q2, r2)
+}
+
+/// `(x × w) / s` for 0 ≤ x, w < s using doubling, exact for any i128 `s`.
+fn mul_div_small(x: i128, w: i128, s: i128) -> (i128, i128) {
+    let (mut q, mut r) = (0i128, 0i128);
+    let (mut base_q, mut base_r) = (x / s, x % s);
+    let mut k = w;
+    while k > 0 {
+        if k & 1 == 1 {
+            q += base_q;
+            r += base_r;
+            if r >= s {
+                r -= s;
+                q += 1;
+            }
+        }
+        base_q *= 2;
+        base_r *= 2;
+        if base_r >= s {
+            base_r -= s;
+            base_q += 1;
+        }
+        k >>= 1;
+    }
+    (q, r)
+}
+
+/// Formats minor units with two decimals and a comma, as the statement shows them
+/// ("R$ 7,50"). The currency code is what the program uses.
+pub fn format_minor(currency: &str, amount_minor: i64) -> String {
+    let sign = if amount_minor < 0 { "-" } else { "" };
+    let abs = amount_minor.unsigned_abs();
+    let symbol = match currency {
+        "BRL" => "R$".to_string(),
+        "USD" => "$".to_string(),
+        "EUR" => "€".to_string(),
+        other => other.to_string(),
+    };
+    format!("{sign}{symbol} {},{:02}", group_thousands(abs / 100), abs % 100)
+}
+
+fn group_thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push('.');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn half_even_rounds_ties_to_the_even_neighbour() {
+        assert_eq!(round_half_even(25, 10), 2);
+        assert_eq!(round_half_even(35, 10), 4);
+        assert_eq!(round_half_even(26, 10), 3);
+        assert_eq!(round_half_even(24, 10), 2);
+        assert_eq!(round_half_even(-25, 10), -2);
+        assert_eq!(round_half_even(-35, 10), -4);
+    }
+
+    #[test]
+    fn basis_points_apply_to_minor_units() {
+        assert_eq!(BasisPoints(500).apply(15_000), 750);
+        assert_eq!(BasisPoints(500).apply(5_400), 270);
+        // 5 % of 0,50 is 0,025: a tie, rounded to the even 0,02.
+        assert_eq!(BasisPoints(500).apply(50), 2);
+        assert_eq!(BasisPoints(500).apply(70), 4);
+    }
+
+    #[test]
+    fn basis_points_display_as_percent() {
+        assert_eq!(BasisPoints(500).to_string(), "5 %");
+        assert_eq!(BasisPoints(250).to_string(), "2,5 %");
+        assert_eq!(BasisPoints(1_050).to_string(), "10,5 %");
+        assert_eq!(BasisPoints(15).to_string(), "0,15 %");
+    }
+
+    #[test]
+    fn largest_remainder_gives_leftover_units_to_the_biggest_remainders() {
+        assert_eq!(largest_remainder(600, &[15_000, 5_000]), vec![450, 150]);
+        assert_eq!(largest_remainder(100, &[1, 1, 1]), vec![34, 33, 33]);
+        assert_eq!(largest_remainder(2, &[1, 1, 1]), vec![1, 1, 0]);
+        assert_eq!(largest_remainder(0, &[1, 2]), vec![0, 0]);
+    }
+
+    #[test]
+    fn money_formats_like_a_statement() {
+        assert_eq!(format_minor("BRL", 750), "R$ 7,50");
+        assert_eq!(format_minor("BRL", -350), "-R$ 3,50");
+        assert_eq!(format_minor("BRL", 123_456_789), "R$ 1.234.567,89");
+        assert_eq!(format_minor("PTS", 5), "PTS 0,05");
+    }
+
+    proptest! {
+        #[test]
+        fn largest_remainder_parts_add_up_and_stay_within_one_unit(
+            total in 0i64..1_000_000_000,
+            weights in proptest::collection::vec(0i64..1_000_000, 1..20),
+        ) {
+            prop_assume!(weights.iter().any(|w| *w > 0));
+            let parts = largest_remainder(total, &weights);
+            prop_assert_eq!(parts.iter().sum::<i64>(), total);
+            let sum: i128 = weights.iter().map(|w| i128::from(*w)).sum();
+            for (p, w) in parts.iter().zip(&weights) {
+                let exact_floor = (i128::from(total) * i128::from(*w)) / sum;
+                prop_assert!(i128::from(*p) == exact_floor || i128::from(*p) == exact_floor + 1);
+            }
+        }
+
+        #[test]
+        fn half_even_is_within_half_a_unit(num in -1_000_000_000i128..1_000_000_000, den in 1i128..100_000) {
+            let r = round_half_even(num, den);
+            prop_assert!((2 * (num - r * den)).abs() <= den);
+        }
+    }
+}
