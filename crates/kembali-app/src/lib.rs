@@ -1,1 +1,16 @@
-pub fn x(){}
+//! Use cases of the cashback engine and the ports they need: [`store::Store`] (a database
+//! with transactions) and [`clock::Clock`] (the time). [`fake::MemoryStore`] is an in-memory
+//! store for tests; it passes the same conformance suite as the real adapters.
+
+pub mod clock;
+pub mod engine;
+pub mod error;
+pub mod fake;
+pub mod model;
+pub mod orders;
+pub mod redemptions;
+pub mod store;
+pub mod wallet;
+
+pub use engine::Engine;
+pub use error::{AppError, AppResult, FieldProblem, StoreError};

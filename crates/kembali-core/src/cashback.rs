@@ -6,7 +6,9 @@
 //! remainder, so the lines always add up to the order's cashback.
 
 use crate::ids::LineId;
-use crate::money::{format_minor, largest_remainder, largest_remainder_wide, round_half_even, BasisPoints};
+use crate::money::{
+    format_minor, largest_remainder, largest_remainder_wide, round_half_even, BasisPoints,
+};
 use crate::order::Order;
 use crate::program::ProgramSettings;
 use serde::{Deserialize, Serialize};
@@ -77,7 +79,10 @@ pub fn compute_cashback(order: &Order, ctx: &EarnContext<'_>) -> Breakdown {
                     format_minor(currency, redeemed[i]),
                 )
             } else {
-                format!("base rate {rate} on {}", format_minor(currency, eligible[i]))
+                format!(
+                    "base rate {rate} on {}",
+                    format_minor(currency, eligible[i])
+                )
             };
             LineCashback {
                 line_id: line.line_id.clone(),
@@ -133,8 +138,17 @@ mod tests {
     #[test]
     fn base_rate_earns_per_line_with_an_explanation() {
         let settings = ProgramSettings::default();
-        let o = order(vec![line("1", "electronics", 1, 15_000, 0), line("2", "book", 1, 5_000, 0)]);
-        let b = compute_cashback(&o, &EarnContext { settings: &settings, redeemed_minor: 0 });
+        let o = order(vec![
+            line("1", "electronics", 1, 15_000, 0),
+            line("2", "book", 1, 5_000, 0),
+        ]);
+        let b = compute_cashback(
+            &o,
+            &EarnContext {
+                settings: &settings,
+                redeemed_minor: 0,
+            },
+        );
         expect_test::expect![[r#"
             total 1000
             1 net 15000 redeemed 0 eligible 15000 cashback 750: base rate 5 % on R$ 150,00
@@ -146,7 +160,13 @@ mod tests {
     fn the_part_paid_with_cashback_earns_nothing() {
         let settings = ProgramSettings::default();
         let o = order(vec![line("1", "grocery", 3, 2_000, 0)]);
-        let b = compute_cashback(&o, &EarnContext { settings: &settings, redeemed_minor: 600 });
+        let b = compute_cashback(
+            &o,
+            &EarnContext {
+                settings: &settings,
+                redeemed_minor: 600,
+            },
+        );
         expect_test::expect![[r#"
             total 270
             1 net 6000 redeemed 600 eligible 5400 cashback 270: base rate 5 % on R$ 54,00 (R$ 60,00 less R$ 6,00 paid with cashback)"#]]
@@ -157,7 +177,13 @@ mod tests {
     fn discounts_reduce_the_line_before_cashback() {
         let settings = ProgramSettings::default();
         let o = order(vec![line("1", "toys", 2, 1_000, 500)]);
-        let b = compute_cashback(&o, &EarnContext { settings: &settings, redeemed_minor: 0 });
+        let b = compute_cashback(
+            &o,
+            &EarnContext {
+                settings: &settings,
+                redeemed_minor: 0,
+            },
+        );
         assert_eq!(b.lines[0].net_minor, 1_500);
         assert_eq!(b.total_minor, 75);
     }
@@ -167,8 +193,18 @@ mod tests {
         // Three lines of 0,10 at 5 %: 0,005 each. Rounded per line that is 0 + 0 + 0; on the
         // order it is round(0,015) = 0,02, split as 1 + 1 + 0.
         let settings = ProgramSettings::default();
-        let o = order(vec![line("a", "x", 1, 10, 0), line("b", "x", 1, 10, 0), line("c", "x", 1, 10, 0)]);
-        let b = compute_cashback(&o, &EarnContext { settings: &settings, redeemed_minor: 0 });
+        let o = order(vec![
+            line("a", "x", 1, 10, 0),
+            line("b", "x", 1, 10, 0),
+            line("c", "x", 1, 10, 0),
+        ]);
+        let b = compute_cashback(
+            &o,
+            &EarnContext {
+                settings: &settings,
+                redeemed_minor: 0,
+            },
+        );
         assert_eq!(b.total_minor, 2);
         let parts: Vec<_> = b.lines.iter().map(|l| l.cashback_minor).collect();
         assert_eq!(parts, vec![1, 1, 0]);
@@ -179,7 +215,12 @@ mod tests {
         for l in &b.lines {
             s.push_str(&format!(
                 "\n{} net {} redeemed {} eligible {} cashback {}: {}",
-                l.line_id, l.net_minor, l.redeemed_minor, l.eligible_minor, l.cashback_minor, l.explanation
+                l.line_id,
+                l.net_minor,
+                l.redeemed_minor,
+                l.eligible_minor,
+                l.cashback_minor,
+                l.explanation
             ));
         }
         s

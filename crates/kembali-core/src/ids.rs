@@ -204,7 +204,10 @@ mod tests {
             Err(IdError::TooLong { max: MAX_ID_LEN })
         );
         assert_eq!(CustomerId::parse("a b"), Err(IdError::BadChar));
-        assert_eq!(CustomerId::parse("ana@example.com").unwrap().as_str(), "ana@example.com");
+        assert_eq!(
+            CustomerId::parse("ana@example.com").unwrap().as_str(),
+            "ana@example.com"
+        );
     }
 
     #[test]

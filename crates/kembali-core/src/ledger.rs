@@ -178,7 +178,11 @@ impl Entry {
     }
 
     pub fn is_balanced(&self) -> bool {
-        self.postings.iter().map(|p| i128::from(p.amount_minor)).sum::<i128>() == 0
+        self.postings
+            .iter()
+            .map(|p| i128::from(p.amount_minor))
+            .sum::<i128>()
+            == 0
     }
 
     /// How the entry changes its customer's wallet.
@@ -274,21 +278,43 @@ mod tests {
 
     #[test]
     fn transfers_balance_and_move_the_wallet() {
-        let e = Entry::transfer(EntryKind::Earn, Account::Earned, Account::Pending, 1000, "x".into());
+        let e = Entry::transfer(
+            EntryKind::Earn,
+            Account::Earned,
+            Account::Pending,
+            1000,
+            "x".into(),
+        );
         assert!(e.is_balanced());
         assert_eq!(e.wallet_delta().pending_minor, 1000);
-        let repay = Entry::transfer(EntryKind::DebtRepaid, Account::Pending, Account::ClawedBack, 270, "y".into())
-            .and(Account::Debt, Account::DebtIssued, 270);
+        let repay = Entry::transfer(
+            EntryKind::DebtRepaid,
+            Account::Pending,
+            Account::ClawedBack,
+            270,
+            "y".into(),
+        )
+        .and(Account::Debt, Account::DebtIssued, 270);
         assert!(repay.is_balanced());
         assert_eq!(
             repay.wallet_delta(),
-            WalletBalances { pending_minor: -270, debt_minor: -270, ..Default::default() }
+            WalletBalances {
+                pending_minor: -270,
+                debt_minor: -270,
+                ..Default::default()
+            }
         );
     }
 
     #[test]
     fn an_unbalanced_entry_is_detected() {
-        let mut e = Entry::transfer(EntryKind::Earn, Account::Earned, Account::Pending, 1000, "x".into());
+        let mut e = Entry::transfer(
+            EntryKind::Earn,
+            Account::Earned,
+            Account::Pending,
+            1000,
+            "x".into(),
+        );
         e.postings[0].amount_minor = -999;
         assert!(!e.is_balanced());
     }
@@ -296,7 +322,11 @@ mod tests {
     #[test]
     fn totals_balance_only_when_the_identity_holds() {
         let mut t = ProgramTotals::default();
-        for (a, m) in [(Account::Earned, -1000), (Account::Pending, 600), (Account::Redeemed, 400)] {
+        for (a, m) in [
+            (Account::Earned, -1000),
+            (Account::Pending, 600),
+            (Account::Redeemed, 400),
+        ] {
             t.add(a, m);
         }
         assert!(t.balance());

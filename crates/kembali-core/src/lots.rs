@@ -106,7 +106,9 @@ pub fn capture_allocations(allocations: &mut [Allocation], capture_minor: i64) -
 /// amount)`; never gives a lot more than it paid.
 pub fn plan_restore(allocations: &[Allocation], amount_minor: i64) -> Vec<(usize, i64)> {
     let mut order: Vec<usize> = (0..allocations.len()).collect();
-    order.sort_by_key(|i| std::cmp::Reverse((allocations[*i].lot_expires_at, allocations[*i].lot_id)));
+    order.sort_by_key(|i| {
+        std::cmp::Reverse((allocations[*i].lot_expires_at, allocations[*i].lot_id))
+    });
     let mut left = amount_minor;
     let mut plan = Vec::new();
     for i in order {
@@ -139,7 +141,10 @@ pub fn proportional_share(
     let cumulative = if after_qty == quantity {
         total_minor
     } else {
-        round_half_even(i128::from(total_minor) * i128::from(after_qty), i128::from(quantity)) as i64
+        round_half_even(
+            i128::from(total_minor) * i128::from(after_qty),
+            i128::from(quantity),
+        ) as i64
     };
     cumulative - before_minor
 }
@@ -168,7 +173,10 @@ mod tests {
     #[test]
     fn holds_take_the_soonest_expiring_lots_first() {
         let lots = vec![lot(1, 500, 30), lot(2, 300, 10), lot(3, 400, 20)];
-        assert_eq!(pick_soonest_expiring(&lots, 600), Some(vec![(1, 300), (2, 300)]));
+        assert_eq!(
+            pick_soonest_expiring(&lots, 600),
+            Some(vec![(1, 300), (2, 300)])
+        );
         assert_eq!(pick_soonest_expiring(&lots, 1_201), None);
     }
 
@@ -182,20 +190,47 @@ mod tests {
     #[test]
     fn a_partial_capture_keeps_the_soonest_expiring_and_releases_the_rest() {
         let mut allocs = vec![
-            Allocation { lot_id: 2, lot_expires_at: at(20), held_minor: 400, captured_minor: 0, restored_minor: 0 },
-            Allocation { lot_id: 1, lot_expires_at: at(10), held_minor: 300, captured_minor: 0, restored_minor: 0 },
+            Allocation {
+                lot_id: 2,
+                lot_expires_at: at(20),
+                held_minor: 400,
+                captured_minor: 0,
+                restored_minor: 0,
+            },
+            Allocation {
+                lot_id: 1,
+                lot_expires_at: at(10),
+                held_minor: 300,
+                captured_minor: 0,
+                restored_minor: 0,
+            },
         ];
         let released = capture_allocations(&mut allocs, 500);
         assert_eq!(allocs[0].lot_id, 1);
-        assert_eq!(allocs.iter().map(|a| a.captured_minor).collect::<Vec<_>>(), vec![300, 200]);
+        assert_eq!(
+            allocs.iter().map(|a| a.captured_minor).collect::<Vec<_>>(),
+            vec![300, 200]
+        );
         assert_eq!(released, vec![0, 200]);
     }
 
     #[test]
     fn restores_go_to_the_latest_expiring_lot_first_and_never_exceed_what_it_paid() {
         let allocs = vec![
-            Allocation { lot_id: 1, lot_expires_at: at(10), held_minor: 300, captured_minor: 300, restored_minor: 0 },
-            Allocation { lot_id: 2, lot_expires_at: at(20), held_minor: 200, captured_minor: 200, restored_minor: 50 },
+            Allocation {
+                lot_id: 1,
+                lot_expires_at: at(10),
+                held_minor: 300,
+                captured_minor: 300,
+                restored_minor: 0,
+            },
+            Allocation {
+                lot_id: 2,
+                lot_expires_at: at(20),
+                held_minor: 200,
+                captured_minor: 200,
+                restored_minor: 50,
+            },
         ];
         assert_eq!(plan_restore(&allocs, 250), vec![(1, 150), (0, 100)]);
     }

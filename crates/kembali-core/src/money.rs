@@ -144,7 +144,11 @@ pub fn format_minor(currency: &str, amount_minor: i64) -> String {
         "EUR" => "€".to_string(),
         other => other.to_string(),
     };
-    format!("{sign}{symbol} {},{:02}", group_thousands(abs / 100), abs % 100)
+    format!(
+        "{sign}{symbol} {},{:02}",
+        group_thousands(abs / 100),
+        abs % 100
+    )
 }
 
 fn group_thousands(n: u64) -> String {

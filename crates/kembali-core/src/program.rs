@@ -59,14 +59,16 @@ impl ProgramSettings {
     /// Every problem at once, not only the first.
     pub fn problems(&self) -> Vec<SettingProblem> {
         let mut out = Vec::new();
-        let mut bad = |field: &'static str, message: String| {
-            out.push(SettingProblem { field, message })
-        };
+        let mut bad =
+            |field: &'static str, message: String| out.push(SettingProblem { field, message });
         if self.base_rate_bp > BasisPoints::FULL {
             bad("base_rate_bp", "must be at most 10000 (100 %)".into());
         }
         if self.max_redeem_share_bp > BasisPoints::FULL {
-            bad("max_redeem_share_bp", "must be at most 10000 (100 %)".into());
+            bad(
+                "max_redeem_share_bp",
+                "must be at most 10000 (100 %)".into(),
+            );
         }
         for (field, days) in [
             ("pending_days", self.pending_days),
@@ -129,7 +131,12 @@ mod tests {
         let fields: Vec<_> = s.problems().into_iter().map(|p| p.field).collect();
         assert_eq!(
             fields,
-            vec!["base_rate_bp", "expiry_days", "hold_ttl_secs", "min_order_total_to_redeem_minor"]
+            vec![
+                "base_rate_bp",
+                "expiry_days",
+                "hold_ttl_secs",
+                "min_order_total_to_redeem_minor"
+            ]
         );
     }
 }
