@@ -9,7 +9,7 @@ use crate::store::{
     job, ApiKeyRecord, CustomerRecord, IdempotencyRecord, JournalEntry, Role, Store, Tx,
 };
 use crate::wallet::{balances_from_lots, has_due_work, load_ctx, settle};
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, SubsecRound, Utc};
 use kembali_core::ids::{Channel, Currency, CustomerId, OrderId, RedemptionId, ReturnId, StoreId};
 use kembali_core::limits::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, WALLET_EXPIRATIONS_SHOWN};
 use kembali_core::lots::LotState;
@@ -97,7 +97,7 @@ async fn record_idem<T: Serialize>(
 /// Runs a write use case with `Idempotency-Key` handling in the same transaction.
 macro_rules! idempotent_write {
     ($self:ident, $idem:ident, [$($var:ident),*], |$tx:ident, $ctx:ident| $body:expr) => {{
-        let now = $self.clock.now();
+        let now = $self.now();
         $self
             .write_retrying(move || {
                 let $idem = $idem.clone();
@@ -127,8 +127,10 @@ impl<S: Store> Engine<S> {
         &self.store
     }
 
+    /// The clock's instant at the stores' precision (microseconds), so that what an answer
+    /// shows is exactly what a later read returns.
     pub fn now(&self) -> DateTime<Utc> {
-        self.clock.now()
+        self.clock.now().trunc_subsecs(6)
     }
 
     /// Runs a write job again when it lost a uniqueness race with another writer (two

@@ -69,17 +69,7 @@ fn order_key(ch: Option<String>, id_: Option<String>) -> R<Option<OrderKey>> {
 const CUSTOMER_COLS: &str =
     "id, email, phone, birthday, segments, created_at, pending, available, held, debt";
 
-fn customer_row(
-    r: &Row<'_>,
-) -> rusqlite::Result<(
-    String,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    String,
-    i64,
-    [i64; 4],
-)> {
+fn customer_row(r: &Row<'_>) -> rusqlite::Result<CustomerRow> {
     Ok((
         r.get(0)?,
         r.get(1)?,

@@ -1,0 +1,11 @@
+//! HTTP tests: the whole router driven through `oneshot`, without a socket, on the
+//! in-memory store and a test clock.
+
+mod auth;
+mod clock;
+mod common;
+mod endpoints;
+mod metrics;
+mod openapi;
+mod outage;
+mod problems;
