@@ -15,7 +15,13 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 use tower::ServiceExt;
 
-async fn send(app: &Router, key: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+async fn send(
+    app: &Router,
+    key: &str,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
     let req = Request::builder()
         .method(method)
         .uri(path)
@@ -25,8 +31,13 @@ async fn send(app: &Router, key: &str, method: &str, path: &str, body: Option<Va
         .unwrap();
     let res = app.clone().oneshot(req).await.unwrap();
     let status = res.status().as_u16();
-    let bytes = axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
 }
 
 fn order(order_id: &str, price_minor: i64) -> Value {
@@ -40,16 +51,35 @@ fn order(order_id: &str, price_minor: i64) -> Value {
 async fn racing_redemptions_and_retries_never_double_count() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("k.db")).unwrap();
-    let clock = Arc::new(TestClock::new(Utc.with_ymd_and_hms(2026, 3, 2, 12, 0, 0).unwrap()));
+    let clock = Arc::new(TestClock::new(
+        Utc.with_ymd_and_hms(2026, 3, 2, 12, 0, 0).unwrap(),
+    ));
     let engine = Engine::new(Arc::new(store), clock.clone());
     engine.init().await.unwrap();
-    let (admin, _) = engine.create_api_key(Role::Admin, None, None).await.unwrap();
+    let (admin, _) = engine
+        .create_api_key(Role::Admin, None, None)
+        .await
+        .unwrap();
     let app = router(AppState::new(engine.clone(), Some(clock), None));
 
     // 10,00 of cashback, available after the 7-day window.
-    let (status, _) = send(&app, &admin, "POST", "/v1/orders", Some(order("O1", 20_000))).await;
+    let (status, _) = send(
+        &app,
+        &admin,
+        "POST",
+        "/v1/orders",
+        Some(order("O1", 20_000)),
+    )
+    .await;
     assert_eq!(status, 200);
-    let (status, _) = send(&app, &admin, "POST", "/v1/test/clock", Some(json!({"advance_secs": 7 * 86_400}))).await;
+    let (status, _) = send(
+        &app,
+        &admin,
+        "POST",
+        "/v1/test/clock",
+        Some(json!({"advance_secs": 7 * 86_400})),
+    )
+    .await;
     assert_eq!(status, 200);
 
     let spends = (0..32).map(|i| {
@@ -59,20 +89,49 @@ async fn racing_redemptions_and_retries_never_double_count() {
                 "redemption_id": format!("R{i}"), "customer_id": "ana", "amount_minor": 100,
                 "order_total_minor": 1_000, "currency": "BRL", "channel": "store", "capture": true
             });
-            send(&app, &admin, "POST", "/v1/redemptions", Some(body)).await.0
+            send(&app, &admin, "POST", "/v1/redemptions", Some(body))
+                .await
+                .0
         })
     });
-    let statuses: Vec<u16> = futures::future::join_all(spends).await.into_iter().map(Result::unwrap).collect();
-    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 10, "{statuses:?}");
-    assert!(statuses.iter().all(|s| *s == 200 || *s == 422), "{statuses:?}");
+    let statuses: Vec<u16> = futures::future::join_all(spends)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        10,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 422),
+        "{statuses:?}"
+    );
 
     let retries = (0..16).map(|_| {
         let (app, admin) = (app.clone(), admin.clone());
-        tokio::spawn(async move { send(&app, &admin, "POST", "/v1/orders", Some(order("O2", 20_000))).await })
+        tokio::spawn(async move {
+            send(
+                &app,
+                &admin,
+                "POST",
+                "/v1/orders",
+                Some(order("O2", 20_000)),
+            )
+            .await
+        })
     });
-    let answers: Vec<(u16, Value)> = futures::future::join_all(retries).await.into_iter().map(Result::unwrap).collect();
+    let answers: Vec<(u16, Value)> = futures::future::join_all(retries)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
     assert!(answers.iter().all(|(s, _)| *s == 200));
-    assert!(answers.windows(2).all(|w| w[0].1 == w[1].1), "every retry gets the first answer");
+    assert!(
+        answers.windows(2).all(|w| w[0].1 == w[1].1),
+        "every retry gets the first answer"
+    );
 
     let (_, wallet) = send(&app, &admin, "GET", "/v1/customers/ana/wallet", None).await;
     assert_eq!(wallet["available_minor"], 0);

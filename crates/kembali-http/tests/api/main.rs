@@ -5,6 +5,7 @@ mod auth;
 mod clock;
 mod common;
 mod endpoints;
+mod generated;
 mod metrics;
 mod openapi;
 mod outage;
