@@ -4,6 +4,7 @@
 //! Must never: print or log a secret other than the one `keys create` was asked to make (it
 //! is printed once, as the last line on stdout, for the operator to copy).
 
+mod bench;
 mod serve;
 mod store;
 
@@ -38,6 +39,8 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Measure throughput, latency and memory on this machine (durable SQLite).
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Args)]
@@ -103,8 +106,9 @@ fn parse_store_id(raw: &str) -> Result<StoreId, String> {
     StoreId::parse(raw).map_err(|e| e.to_string())
 }
 
-fn init_logging() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+/// `default` applies unless `RUST_LOG` says otherwise.
+fn init_logging(default: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     // Logs go to stderr so that stdout carries only what a command prints for scripts.
     tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -115,8 +119,12 @@ fn init_logging() {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    init_logging();
     let cli = Cli::parse();
+    // The bench would otherwise log every one of its requests and measure the logging.
+    init_logging(match cli.command {
+        Command::Bench(_) => "warn",
+        _ => "info",
+    });
     match run(cli.command).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -144,6 +152,7 @@ async fn run(command: Command) -> Result<()> {
         } => match store::open(&args.db.db)? {
             Backend::Sqlite(s) => create_key(Arc::new(s), args).await,
         },
+        Command::Bench(args) => bench::run(args).await,
     }
 }
 

@@ -113,7 +113,12 @@ impl Drop for Server {
     }
 }
 
-pub async fn call(method: reqwest::Method, url: &str, key: &str, body: Option<Value>) -> (u16, Value) {
+pub async fn call(
+    method: reqwest::Method,
+    url: &str,
+    key: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
     let client = reqwest::Client::new();
     let mut req = client.request(method, url).bearer_auth(key);
     if let Some(body) = body {
@@ -124,4 +129,3 @@ pub async fn call(method: reqwest::Method, url: &str, key: &str, body: Option<Va
     let body = res.json::<Value>().await.unwrap_or(Value::Null);
     (status, body)
 }
-
