@@ -68,7 +68,7 @@ async fn replay_idem<T: DeserializeOwned>(
     match tx.idempotency(&idem.scope, &idem.key).await? {
         None => Ok(None),
         Some(r) if r.request_hash == idem.request_hash => Ok(Some(
-            serde_json::from_value(r.response).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            serde_json::from_str(&r.response).map_err(|e| StoreError::Corrupt(e.to_string()))?,
         )),
         Some(_) => Err(AppError::conflict(
             "idempotency_key_reused",
@@ -86,7 +86,7 @@ async fn record_idem<T: Serialize>(
     if let Some(idem) = idem {
         let record = IdempotencyRecord {
             request_hash: idem.request_hash.clone(),
-            response: serde_json::to_value(out).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            response: serde_json::to_string(out).map_err(|e| StoreError::Corrupt(e.to_string()))?,
         };
         tx.put_idempotency(&idem.scope, &idem.key, &record, at)
             .await?;

@@ -163,7 +163,7 @@ pub async fn post_order(
         total_minor: total,
         lot_id,
         request_hash,
-        receipt: serde_json::to_value(&receipt).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        receipt: serde_json::to_string(&receipt).map_err(|e| StoreError::Corrupt(e.to_string()))?,
         lines: order
             .lines
             .into_iter()
@@ -213,12 +213,12 @@ fn earn_explanation(
 /// A replay: the same body gets the first answer, another body is a conflict.
 fn replay<T: serde::de::DeserializeOwned>(
     same: bool,
-    receipt: serde_json::Value,
+    receipt: String,
     code: &'static str,
     what: &str,
 ) -> AppResult<T> {
     if same {
-        serde_json::from_value(receipt).map_err(|e| StoreError::Corrupt(e.to_string()).into())
+        serde_json::from_str(&receipt).map_err(|e| StoreError::Corrupt(e.to_string()).into())
     } else {
         Err(AppError::conflict(
             code,
@@ -416,7 +416,7 @@ pub async fn post_return(
         order: order.key.clone(),
         return_id: ret.return_id,
         request_hash,
-        receipt: serde_json::to_value(&receipt).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        receipt: serde_json::to_string(&receipt).map_err(|e| StoreError::Corrupt(e.to_string()))?,
         created_at: ctx.now,
     })
     .await?;

@@ -67,8 +67,8 @@ pub struct OrderRecord {
     pub total_minor: i64,
     pub lot_id: Option<i64>,
     pub request_hash: String,
-    /// The first answer, returned again to a replay.
-    pub receipt: serde_json::Value,
+    /// The first answer as JSON, returned again to a replay.
+    pub receipt: String,
     pub lines: Vec<LineRecord>,
 }
 
@@ -77,7 +77,8 @@ pub struct ReturnRecord {
     pub order: OrderKey,
     pub return_id: ReturnId,
     pub request_hash: String,
-    pub receipt: serde_json::Value,
+    /// The first answer as JSON.
+    pub receipt: String,
     pub created_at: DateTime<Utc>,
 }
 
@@ -177,7 +178,8 @@ pub struct EventRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IdempotencyRecord {
     pub request_hash: String,
-    pub response: serde_json::Value,
+    /// The first answer as JSON.
+    pub response: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]

@@ -52,10 +52,10 @@ CREATE TABLE orders (
     lot_id         INTEGER,
     request_hash   TEXT    NOT NULL,
     receipt        TEXT    NOT NULL,
-    PRIMARY KEY (channel, order_id)
+    -- Order ids are unique per channel; keyed id-first so that a return naming only the
+    -- order id finds its channel(s) through the primary key.
+    PRIMARY KEY (order_id, channel)
 );
-CREATE INDEX orders_by_order_id ON orders (order_id);
-CREATE INDEX orders_by_customer ON orders (customer_id, created_at);
 
 CREATE TABLE order_lines (
     channel       TEXT    NOT NULL,
@@ -126,8 +126,9 @@ CREATE INDEX redemptions_held_by_customer ON redemptions (customer_id) WHERE sta
 CREATE INDEX redemptions_held_by_expiry ON redemptions (expires_at) WHERE state = 'held';
 
 -- The ledger: append-only. Each journal row is one balanced entry; its postings sum to zero.
+-- No AUTOINCREMENT: rows are never deleted (the triggers below), so the rowid only grows.
 CREATE TABLE journal (
-    seq            INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq            INTEGER PRIMARY KEY,
     at             INTEGER NOT NULL,
     customer_id    TEXT    NOT NULL,
     asset          TEXT    NOT NULL,
@@ -159,7 +160,7 @@ CREATE TRIGGER postings_no_delete BEFORE DELETE ON postings
 BEGIN SELECT RAISE(ABORT, 'postings are append-only'); END;
 
 CREATE TABLE events (
-    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq          INTEGER PRIMARY KEY,
     at           INTEGER NOT NULL,
     kind         TEXT    NOT NULL,
     customer_id  TEXT,

@@ -40,6 +40,13 @@ pub const MAX_BATCH: usize = 512;
 pub const QUEUE_CAPACITY: usize = 8_192;
 /// Read connections: reads are short; two cores do not gain from more.
 pub const READERS: usize = 4;
+/// Page cache per connection, in KiB. The writer touches index pages all over the customer
+/// and journal trees; SQLite's 2 MiB default makes it re-read them. 64 MiB × (1 + readers)
+/// stays well inside the memory budget.
+const CACHE_KIB: i64 = 64 * 1024;
+const PAGE_SIZE: i64 = 8192;
+/// How often the checkpointer copies committed WAL frames into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 /// How long a statement waits for a lock held by another process (a `kembali migrate` or
 /// `keys create` run beside a server).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -120,10 +127,20 @@ impl SqliteStore {
             r.pragma_update(None, "query_only", true).map_err(db_err)?;
             readers.push(r);
         }
+        let checkpointer = open_connection(path, false)?;
         let (queue, rx) = mpsc::channel(QUEUE_CAPACITY);
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
         std::thread::Builder::new()
             .name("kembali-sqlite-writer".into())
-            .spawn(move || writer_loop(writer, rx))
+            .spawn(move || {
+                writer_loop(writer, rx);
+                // The queue closed: the store is gone; stop the checkpointer too.
+                drop(stop);
+            })
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        std::thread::Builder::new()
+            .name("kembali-sqlite-checkpoint".into())
+            .spawn(move || checkpoint_loop(checkpointer, stopped))
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         Ok(SqliteStore {
             queue,
@@ -160,6 +177,20 @@ fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<ErasedJob>) {
         metrics::histogram!("store_write_batch_size").record(batch.len() as f64);
         metrics::gauge!("store_write_queue_depth").set(rx.len() as f64);
         run_batch(&mut conn, &mut batch);
+    }
+}
+
+/// Copies committed WAL frames into the database file in the background (PASSIVE: never
+/// blocks the writer or readers), so the WAL stays small and commits stay appends.
+fn checkpoint_loop(conn: Connection, stopped: std::sync::mpsc::Receiver<()>) {
+    loop {
+        match stopped.recv_timeout(CHECKPOINT_EVERY) {
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            _ => return,
+        }
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(error = %e, "checkpoint failed; will retry");
+        }
     }
 }
 

@@ -406,7 +406,7 @@ impl Tx for SqliteTx<'_> {
         row.map(|(request_hash, response)| {
             Ok(IdempotencyRecord {
                 request_hash,
-                response: from_json(&response)?,
+                response,
             })
         })
         .transpose()
@@ -419,12 +419,11 @@ impl Tx for SqliteTx<'_> {
         record: &IdempotencyRecord,
         at: DateTime<Utc>,
     ) -> R<()> {
-        let response = json(&record.response)?;
         self.conn
             .prepare_cached(
                 "INSERT INTO idempotency (scope, key, request_hash, response, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
             )
-            .and_then(|mut st| st.execute(params![scope, key, record.request_hash, response, micros(at)]))
+            .and_then(|mut st| st.execute(params![scope, key, record.request_hash, record.response, micros(at)]))
             .map_err(db_err)?;
         Ok(())
     }
@@ -547,7 +546,7 @@ impl Tx for SqliteTx<'_> {
             total_minor: amounts[2],
             lot_id,
             request_hash: hash,
-            receipt: from_json(&receipt)?,
+            receipt,
             lines,
         }))
     }
@@ -564,7 +563,6 @@ impl Tx for SqliteTx<'_> {
     }
 
     async fn insert_order(&mut self, o: &OrderRecord) -> R<()> {
-        let receipt = json(&o.receipt)?;
         self.conn
             .prepare_cached(
                 "INSERT INTO orders (channel, order_id, customer_id, store_id, currency, placed_at, created_at,
@@ -586,7 +584,7 @@ impl Tx for SqliteTx<'_> {
                     o.total_minor,
                     o.lot_id,
                     o.request_hash,
-                    receipt,
+                    o.receipt,
                 ])
             })
             .map_err(db_err)?;
@@ -667,7 +665,7 @@ impl Tx for SqliteTx<'_> {
                 order: key.clone(),
                 return_id: return_id.clone(),
                 request_hash,
-                receipt: from_json(&receipt)?,
+                receipt,
                 created_at: instant(at)?,
             })
         })
@@ -675,7 +673,6 @@ impl Tx for SqliteTx<'_> {
     }
 
     async fn insert_return(&mut self, r: &ReturnRecord) -> R<()> {
-        let receipt = json(&r.receipt)?;
         self.conn
             .prepare_cached(
                 "INSERT INTO returns (channel, order_id, return_id, request_hash, receipt, created_at)
@@ -687,7 +684,7 @@ impl Tx for SqliteTx<'_> {
                     r.order.order_id.as_str(),
                     r.return_id.as_str(),
                     r.request_hash,
-                    receipt,
+                    r.receipt,
                     micros(r.created_at)
                 ])
             })
