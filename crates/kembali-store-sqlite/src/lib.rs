@@ -44,10 +44,8 @@ pub const READERS: usize = 4;
 /// and journal trees; SQLite's 2 MiB default makes it re-read them. 64 MiB × (1 + readers)
 /// stays well inside the memory budget.
 const CACHE_KIB: i64 = 64 * 1024;
-/// SQLite's default page; measured against 1 KiB and 8 KiB, no better.
+/// SQLite's default page; 1 KiB and 8 KiB measured no better for order ingestion.
 const PAGE_SIZE: i64 = 4096;
-/// How often the checkpointer copies committed WAL frames into the database file.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 /// How long a statement waits for a lock held by another process (a `kembali migrate` or
 /// `keys create` run beside a server).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -115,10 +113,6 @@ fn open_connection(path: &Path, read_only: bool) -> Result<Connection, StoreErro
             .map_err(db_err)?;
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(db_err)?;
-        // Checkpoints run on their own thread (see `checkpoint_loop`), not inside a commit
-        // on the writer's critical path.
-        conn.pragma_update(None, "wal_autocheckpoint", 0)
-            .map_err(db_err)?;
     }
     conn.pragma_update(None, "cache_size", -CACHE_KIB)
         .map_err(db_err)?;
@@ -139,20 +133,10 @@ impl SqliteStore {
             r.pragma_update(None, "query_only", true).map_err(db_err)?;
             readers.push(r);
         }
-        let checkpointer = open_connection(path, false)?;
         let (queue, rx) = mpsc::channel(QUEUE_CAPACITY);
-        let (stop, stopped) = std::sync::mpsc::channel::<()>();
         std::thread::Builder::new()
             .name("kembali-sqlite-writer".into())
-            .spawn(move || {
-                writer_loop(writer, rx);
-                // The queue closed: the store is gone; stop the checkpointer too.
-                drop(stop);
-            })
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        std::thread::Builder::new()
-            .name("kembali-sqlite-checkpoint".into())
-            .spawn(move || checkpoint_loop(checkpointer, stopped))
+            .spawn(move || writer_loop(writer, rx))
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         Ok(SqliteStore {
             queue,
@@ -189,20 +173,6 @@ fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<ErasedJob>) {
         metrics::histogram!("store_write_batch_size").record(batch.len() as f64);
         metrics::gauge!("store_write_queue_depth").set(rx.len() as f64);
         run_batch(&mut conn, &mut batch);
-    }
-}
-
-/// Copies committed WAL frames into the database file in the background (PASSIVE: never
-/// blocks the writer or readers), so the WAL stays small and commits stay appends.
-fn checkpoint_loop(conn: Connection, stopped: std::sync::mpsc::Receiver<()>) {
-    loop {
-        match stopped.recv_timeout(CHECKPOINT_EVERY) {
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-            _ => return,
-        }
-        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            tracing::warn!(error = %e, "checkpoint failed; will retry");
-        }
     }
 }
 
