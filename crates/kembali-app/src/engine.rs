@@ -8,7 +8,7 @@ use crate::redemptions::{self, quote_settled};
 use crate::store::{
     job, ApiKeyRecord, CustomerRecord, IdempotencyRecord, JournalEntry, Role, Store, Tx,
 };
-use crate::wallet::{balances_from_lots, has_due_work, load_ctx, settle};
+use crate::wallet::{balances_from_lots, load_ctx, settle, wallet_due};
 use chrono::{DateTime, Duration, SubsecRound, Utc};
 use kembali_core::ids::{Channel, Currency, CustomerId, OrderId, RedemptionId, ReturnId, StoreId};
 use kembali_core::limits::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, WALLET_EXPIRATIONS_SHOWN};
@@ -305,13 +305,10 @@ impl<S: Store> Engine<S> {
                 Box::pin(async move {
                     let ctx = load_ctx(tx, now).await?;
                     redemptions::check_currency(&ctx, &c3)?;
-                    let c = tx
-                        .customer(&c2, false)
+                    let (c, due) = wallet_due(tx, &ctx, &c2, now)
                         .await?
                         .ok_or_else(customer_not_found)?;
-                    let lots = tx.open_lots(&c2).await?;
-                    let holds = tx.held_redemptions(&c2).await?;
-                    if has_due_work(&lots, &holds, &ctx.settings, now) {
+                    if due {
                         return Ok(None);
                     }
                     Ok(Some(redemptions::quote(
@@ -399,12 +396,10 @@ impl<S: Store> Engine<S> {
             .read(job(move |tx| {
                 Box::pin(async move {
                     let ctx = load_ctx(tx, now).await?;
-                    tx.customer(&c, false)
+                    let (_, due) = wallet_due(tx, &ctx, &c, now)
                         .await?
                         .ok_or_else(customer_not_found)?;
-                    let lots = tx.open_lots(&c).await?;
-                    let holds = tx.held_redemptions(&c).await?;
-                    Ok(has_due_work(&lots, &holds, &ctx.settings, now))
+                    Ok(due)
                 })
             }))
             .await?;

@@ -10,7 +10,7 @@ use crate::store::{
     CustomerRecord, EntryRefs, LineRecord, LotRecord, OrderKey, OrderRecord, RedemptionState,
     ReturnRecord, Tx,
 };
-use crate::wallet::{give_back_to_lots, post, settle, Ctx};
+use crate::wallet::{give_back_to_lots, lot_account, post, settle, Ctx};
 use chrono::Duration;
 use kembali_core::cashback::{compute_cashback, EarnContext};
 use kembali_core::ids::{Channel, CustomerId, LineId, OrderId};
@@ -498,11 +498,7 @@ async fn claw_back(
         0
     };
     if taken > 0 {
-        let from = if lot.lot.state == LotState::Pending {
-            Account::Pending
-        } else {
-            Account::Available
-        };
+        let from = lot_account(&lot);
         let entry = Entry::transfer(
             EntryKind::Clawback,
             from,

@@ -133,6 +133,39 @@ pub async fn give_back_to_lots(
     Ok(())
 }
 
+/// The customer account that holds what remains of a lot.
+pub fn lot_account(lot: &LotRecord) -> Account {
+    if lot.lot.state == LotState::Pending {
+        Account::Pending
+    } else {
+        Account::Available
+    }
+}
+
+/// " earned on web order O1", for explanations (empty for a lot without an order).
+fn origin(lot: &LotRecord) -> String {
+    lot.order
+        .as_ref()
+        .map(|o| format!(" earned on {} order {}", o.channel, o.order_id))
+        .unwrap_or_default()
+}
+
+/// Loads a wallet's customer, open lots and holds, and says whether any work is due at `until`.
+pub async fn wallet_due(
+    tx: &mut dyn Tx,
+    ctx: &Ctx,
+    customer: &CustomerId,
+    until: DateTime<Utc>,
+) -> AppResult<Option<(crate::store::CustomerRecord, bool)>> {
+    let Some(c) = tx.customer(customer, false).await? else {
+        return Ok(None);
+    };
+    let lots = tx.open_lots(customer).await?;
+    let holds = tx.held_redemptions(customer).await?;
+    let due = has_due_work(&lots, &holds, &ctx.settings, until);
+    Ok(Some((c, due)))
+}
+
 enum Due {
     Mature(usize),
     Lapse(usize),
@@ -233,11 +266,7 @@ async fn mature(
         lot_id: Some(lot.lot.id),
         ..EntryRefs::default()
     };
-    let origin = lot
-        .order
-        .as_ref()
-        .map(|o| format!(" earned on {} order {}", o.channel, o.order_id))
-        .unwrap_or_default();
+    let origin = origin(lot);
     if repay > 0 {
         let entry = Entry::transfer(
             EntryKind::DebtRepaid,
@@ -296,16 +325,8 @@ async fn expire(
     lot: &mut LotRecord,
 ) -> AppResult<()> {
     let amount = lot.lot.remaining_minor;
-    let from = if lot.lot.state == LotState::Pending {
-        Account::Pending
-    } else {
-        Account::Available
-    };
-    let origin = lot
-        .order
-        .as_ref()
-        .map(|o| format!(" earned on {} order {}", o.channel, o.order_id))
-        .unwrap_or_default();
+    let from = lot_account(lot);
+    let origin = origin(lot);
     let entry = Entry::transfer(
         EntryKind::Expire,
         from,

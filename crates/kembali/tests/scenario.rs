@@ -86,32 +86,7 @@ async fn a_customer_earns_spends_in_store_returns_repays_debt_and_expires() {
     let dir = scratch_dir();
     let db = db_url(&dir);
     let server = Server::start(&db, &["--test-clock", "2026-01-05T12:00:00Z"]);
-    let till = {
-        let out = kembali(&[
-            "keys",
-            "create",
-            "--db",
-            &db,
-            "--role",
-            "channel",
-            "--channel",
-            "store",
-            "--store",
-            "sp-01",
-        ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .last()
-            .unwrap()
-            .trim()
-            .to_string()
-    };
+    let till = create_till_key(&db, "sp-01");
     let mut c = Client {
         base: server.base.clone(),
         day: 0,
@@ -269,25 +244,7 @@ async fn a_channel_key_cannot_act_for_another_store() {
     let dir = scratch_dir();
     let db = db_url(&dir);
     let server = Server::start(&db, &["--test-clock", "2026-01-05T12:00:00Z"]);
-    let out = kembali(&[
-        "keys",
-        "create",
-        "--db",
-        &db,
-        "--role",
-        "channel",
-        "--channel",
-        "store",
-        "--store",
-        "sp-01",
-    ]);
-    let till = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .last()
-        .unwrap()
-        .trim()
-        .to_string();
+    let till = create_till_key(&db, "sp-01");
     let (status, body) = call(
         Method::POST,
         &format!("{}/v1/orders", server.base),

@@ -129,3 +129,26 @@ pub async fn call(
     let body = res.json::<Value>().await.unwrap_or(Value::Null);
     (status, body)
 }
+
+/// `kembali keys create` for a till of `store` on channel `store`; returns the secret.
+pub fn create_till_key(db: &str, store: &str) -> String {
+    let out = kembali(&[
+        "keys",
+        "create",
+        "--db",
+        db,
+        "--role",
+        "channel",
+        "--channel",
+        "store",
+        "--store",
+        store,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).expect("utf-8");
+    stdout.lines().last().expect("a line").trim().to_string()
+}
