@@ -52,12 +52,10 @@ pub async fn post_order(
         order_id: order.order_id.clone(),
     };
     if let Some(existing) = tx.order(&key).await? {
-        return replay(
-            existing.request_hash == request_hash,
-            existing.receipt,
-            "order_conflict",
-            "order",
-        );
+        if existing.request_hash != request_hash {
+            return Err(reused("order"));
+        }
+        return Ok(order_receipt(&existing));
     }
     if order.currency != ctx.settings.currency {
         return Err(AppError::rejected(
@@ -115,23 +113,61 @@ pub async fn post_order(
     } else {
         (None, None, None)
     };
-    let receipt = OrderReceipt {
-        order_id: key.order_id.to_string(),
-        channel: key.channel,
-        store_id: order.store_id.as_ref().map(ToString::to_string),
-        customer_id: order.customer_id.to_string(),
+    let record = OrderRecord {
+        key,
+        customer_id: order.customer_id.clone(),
+        store_id: order.store_id.clone(),
         currency: ctx.settings.currency.to_string(),
-        total_minor: total,
+        placed_at: req.placed_at.unwrap_or(ctx.now),
+        created_at: ctx.now,
+        redemption_id: req.redemption_id,
         redeemed_minor: redeemed,
         cashback_minor: breakdown.total_minor,
-        lines: breakdown
+        total_minor: total,
+        lot_id,
+        available_at,
+        expires_at,
+        request_hash,
+        lines: order
+            .lines
+            .into_iter()
+            .zip(&breakdown.lines)
+            .map(|(line, cb)| LineRecord {
+                net_minor: cb.net_minor,
+                redeemed_minor: cb.redeemed_minor,
+                cashback_minor: cb.cashback_minor,
+                returned_qty: 0,
+                clawed_back_minor: 0,
+                restored_minor: 0,
+                explanation: cb.explanation.clone(),
+                rules: cb.rules.clone(),
+                line,
+            })
+            .collect(),
+    };
+    tx.insert_order(&record).await?;
+    Ok(order_receipt(&record))
+}
+
+/// The answer to an order, built from what is stored, so a replay gets the first answer.
+pub fn order_receipt(o: &OrderRecord) -> OrderReceipt {
+    OrderReceipt {
+        order_id: o.key.order_id.to_string(),
+        channel: o.key.channel,
+        store_id: o.store_id.as_ref().map(ToString::to_string),
+        customer_id: o.customer_id.to_string(),
+        currency: o.currency.clone(),
+        total_minor: o.total_minor,
+        redeemed_minor: o.redeemed_minor,
+        cashback_minor: o.cashback_minor,
+        lines: o
             .lines
             .iter()
             .map(|l| LineCashbackView {
-                line_id: l.line_id.to_string(),
+                line_id: l.line.line_id.to_string(),
                 net_minor: l.net_minor,
                 redeemed_minor: l.redeemed_minor,
-                eligible_minor: l.eligible_minor,
+                eligible_minor: l.net_minor - l.redeemed_minor,
                 cashback_minor: l.cashback_minor,
                 explanation: l.explanation.clone(),
                 rules: l
@@ -145,42 +181,22 @@ pub async fn post_order(
                     .collect(),
             })
             .collect(),
-        lot_id,
-        available_at,
-        expires_at,
-        created_at: ctx.now,
-    };
-    let record = OrderRecord {
-        key,
-        customer_id: order.customer_id.clone(),
-        store_id: order.store_id.clone(),
-        currency: ctx.settings.currency.to_string(),
-        placed_at: req.placed_at.unwrap_or(ctx.now),
-        created_at: ctx.now,
-        redemption_id: req.redemption_id,
-        redeemed_minor: redeemed,
-        cashback_minor: breakdown.total_minor,
-        total_minor: total,
-        lot_id,
-        request_hash,
-        receipt: serde_json::to_string(&receipt).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        lines: order
-            .lines
-            .into_iter()
-            .zip(&breakdown.lines)
-            .map(|(line, cb)| LineRecord {
-                net_minor: cb.net_minor,
-                redeemed_minor: cb.redeemed_minor,
-                cashback_minor: cb.cashback_minor,
-                returned_qty: 0,
-                clawed_back_minor: 0,
-                restored_minor: 0,
-                line,
-            })
-            .collect(),
-    };
-    tx.insert_order(&record).await?;
-    Ok(receipt)
+        lot_id: o.lot_id,
+        available_at: o.available_at,
+        expires_at: o.expires_at,
+        created_at: o.created_at,
+    }
+}
+
+fn reused(what: &str) -> AppError {
+    AppError::conflict(
+        if what == "order" {
+            "order_conflict"
+        } else {
+            "return_conflict"
+        },
+        format!("this {what} id was already used with a different request"),
+    )
 }
 
 fn earn_explanation(
@@ -208,23 +224,6 @@ fn earn_explanation(
         key.order_id,
         parts.join("; ")
     )
-}
-
-/// A replay: the same body gets the first answer, another body is a conflict.
-fn replay<T: serde::de::DeserializeOwned>(
-    same: bool,
-    receipt: String,
-    code: &'static str,
-    what: &str,
-) -> AppResult<T> {
-    if same {
-        serde_json::from_str(&receipt).map_err(|e| StoreError::Corrupt(e.to_string()).into())
-    } else {
-        Err(AppError::conflict(
-            code,
-            format!("this {what} id was already used with a different request"),
-        ))
-    }
 }
 
 /// Links a redemption to the order it paid for; a hold is captured in full here.
@@ -335,12 +334,11 @@ pub async fn post_return(
     tx.customer(&order.customer_id, true).await?;
     let mut order = tx.order(&order.key).await?.ok_or_else(order_not_found)?;
     if let Some(existing) = tx.return_record(&order.key, &ret.return_id).await? {
-        return replay(
-            existing.request_hash == request_hash,
-            existing.receipt,
-            "return_conflict",
-            "return",
-        );
+        if existing.request_hash != request_hash {
+            return Err(reused("return"));
+        }
+        return serde_json::from_str(&existing.receipt)
+            .map_err(|e| StoreError::Corrupt(e.to_string()).into());
     }
     settle(tx, ctx, &order.customer_id, ctx.now).await?;
     let quantities = returned_quantities(&order, ret.lines.as_deref())?;

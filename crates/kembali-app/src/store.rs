@@ -51,6 +51,9 @@ pub struct LineRecord {
     pub clawed_back_minor: i64,
     /// Redeemed cashback given back to its lots by returns.
     pub restored_minor: i64,
+    /// Why the line earned what it earned, as the order's answer gave it.
+    pub explanation: String,
+    pub rules: Vec<kembali_core::cashback::RuleApplied>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,9 +69,11 @@ pub struct OrderRecord {
     pub cashback_minor: i64,
     pub total_minor: i64,
     pub lot_id: Option<i64>,
+    /// When the order's cashback became (or becomes) available and when it expires, as
+    /// first promised (a lot's expiry may later move with a grace period).
+    pub available_at: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
     pub request_hash: String,
-    /// The first answer as JSON, returned again to a replay.
-    pub receipt: String,
     pub lines: Vec<LineRecord>,
 }
 

@@ -50,8 +50,9 @@ CREATE TABLE orders (
     cashback       INTEGER NOT NULL,
     total          INTEGER NOT NULL,
     lot_id         INTEGER,
+    available_at   INTEGER,
+    expires_at     INTEGER,
     request_hash   TEXT    NOT NULL,
-    receipt        TEXT    NOT NULL,
     -- Order ids are unique per channel; keyed id-first so that a return naming only the
     -- order id finds its channel(s) through the primary key.
     PRIMARY KEY (order_id, channel)
@@ -74,6 +75,8 @@ CREATE TABLE order_lines (
     returned_qty  INTEGER NOT NULL,
     clawed_back   INTEGER NOT NULL,
     restored      INTEGER NOT NULL,
+    explanation   TEXT    NOT NULL,
+    rules         TEXT    NOT NULL,
     PRIMARY KEY (channel, order_id, line_no)
 ) WITHOUT ROWID;
 

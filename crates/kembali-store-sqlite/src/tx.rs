@@ -254,7 +254,7 @@ impl SqliteTx<'_> {
             .conn
             .prepare_cached(
                 "SELECT line_id, sku, category, tags, quantity, unit_price, discount, net, redeemed, cashback,
-                        returned_qty, clawed_back, restored
+                        returned_qty, clawed_back, restored, explanation, rules
                  FROM order_lines WHERE channel = ?1 AND order_id = ?2 ORDER BY line_no",
             )
             .map_err(db_err)?;
@@ -274,11 +274,12 @@ impl SqliteTx<'_> {
                         r.get(9)?,
                     ],
                     [r.get::<_, i64>(10)?, r.get(11)?, r.get(12)?],
+                    (r.get::<_, String>(13)?, r.get::<_, String>(14)?),
                 ))
             })
             .map_err(db_err)?;
         rows.map(|r| {
-            let (line_id, sku, category, tags, n, ret) = r.map_err(db_err)?;
+            let (line_id, sku, category, tags, n, ret, (explanation, rules)) = r.map_err(db_err)?;
             let tags: Vec<String> = from_json(&tags)?;
             Ok(LineRecord {
                 line: OrderLine {
@@ -299,6 +300,8 @@ impl SqliteTx<'_> {
                 returned_qty: ret[0],
                 clawed_back_minor: ret[1],
                 restored_minor: ret[2],
+                explanation,
+                rules: from_json(&rules)?,
             })
         })
         .collect()
@@ -509,7 +512,7 @@ impl Tx for SqliteTx<'_> {
             .conn
             .prepare_cached(
                 "SELECT customer_id, store_id, currency, placed_at, created_at, redemption_id, redeemed, cashback, total,
-                        lot_id, request_hash, receipt
+                        lot_id, request_hash, available_at, expires_at
                  FROM orders WHERE channel = ?1 AND order_id = ?2",
             )
             .and_then(|mut st| {
@@ -523,13 +526,13 @@ impl Tx for SqliteTx<'_> {
                         [r.get::<_, i64>(6)?, r.get(7)?, r.get(8)?],
                         r.get::<_, Option<i64>>(9)?,
                         r.get::<_, String>(10)?,
-                        r.get::<_, String>(11)?,
+                        [r.get::<_, Option<i64>>(11)?, r.get(12)?],
                     ))
                 })
                 .optional()
             })
             .map_err(db_err)?;
-        let Some((cid, store, currency, times, rid, amounts, lot_id, hash, receipt)) = row else {
+        let Some((cid, store, currency, times, rid, amounts, lot_id, hash, lot_times)) = row else {
             return Ok(None);
         };
         let lines = self.lines_of(key)?;
@@ -546,7 +549,8 @@ impl Tx for SqliteTx<'_> {
             total_minor: amounts[2],
             lot_id,
             request_hash: hash,
-            receipt,
+            available_at: lot_times[0].map(instant).transpose()?,
+            expires_at: lot_times[1].map(instant).transpose()?,
             lines,
         }))
     }
@@ -566,8 +570,8 @@ impl Tx for SqliteTx<'_> {
         self.conn
             .prepare_cached(
                 "INSERT INTO orders (channel, order_id, customer_id, store_id, currency, placed_at, created_at,
-                     redemption_id, redeemed, cashback, total, lot_id, request_hash, receipt)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                     redemption_id, redeemed, cashback, total, lot_id, request_hash, available_at, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
             )
             .and_then(|mut st| {
                 st.execute(params![
@@ -584,7 +588,8 @@ impl Tx for SqliteTx<'_> {
                     o.total_minor,
                     o.lot_id,
                     o.request_hash,
-                    o.receipt,
+                    o.available_at.map(micros),
+                    o.expires_at.map(micros),
                 ])
             })
             .map_err(db_err)?;
@@ -592,8 +597,8 @@ impl Tx for SqliteTx<'_> {
             .conn
             .prepare_cached(
                 "INSERT INTO order_lines (channel, order_id, line_no, line_id, sku, category, tags, quantity, unit_price,
-                     discount, net, redeemed, cashback, returned_qty, clawed_back, restored)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                     discount, net, redeemed, cashback, returned_qty, clawed_back, restored, explanation, rules)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
             )
             .map_err(db_err)?;
         for (n, l) in o.lines.iter().enumerate() {
@@ -615,6 +620,8 @@ impl Tx for SqliteTx<'_> {
                 l.returned_qty,
                 l.clawed_back_minor,
                 l.restored_minor,
+                l.explanation,
+                json(&l.rules)?,
             ])
             .map_err(db_err)?;
         }
