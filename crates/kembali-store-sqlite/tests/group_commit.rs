@@ -1,0 +1,93 @@
+//! Group commit: many jobs share one transaction, yet a job that fails after writing rolls
+//! back alone and the others in its batch still commit.
+
+use chrono::Utc;
+use kembali_app::error::AppError;
+use kembali_app::store::{job, CustomerRecord, Store};
+use kembali_core::ids::CustomerId;
+use kembali_core::ledger::WalletBalances;
+use kembali_store_sqlite::SqliteStore;
+use std::sync::Arc;
+
+fn customer(id: &str) -> CustomerRecord {
+    CustomerRecord {
+        id: CustomerId::parse(id).unwrap(),
+        email: None,
+        phone: None,
+        birthday: None,
+        segments: vec![],
+        created_at: Utc::now(),
+        balances: WalletBalances::default(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_failing_after_its_writes_rolls_back_alone_in_its_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("k.db")).unwrap());
+    // 200 jobs in flight at once land in a few batches; every third fails after writing.
+    let jobs = (0..200).map(|i| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .write(job(move |tx| {
+                    Box::pin(async move {
+                        tx.insert_customer(&customer(&format!("c{i}"))).await?;
+                        if i % 3 == 0 {
+                            return Err(AppError::conflict("test_failure", "fails after writing"));
+                        }
+                        Ok(i)
+                    })
+                }))
+                .await
+        })
+    });
+    let results: Vec<_> = futures::future::join_all(jobs)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    for (i, r) in results.iter().enumerate() {
+        assert_eq!(r.is_ok(), i % 3 != 0, "job {i}: {r:?}");
+    }
+    let ids = store
+        .read(job(|tx| {
+            Box::pin(async move { Ok(tx.all_customer_ids(None, 1_000).await?) })
+        }))
+        .await
+        .unwrap();
+    assert_eq!(ids.len(), 200 - 67);
+    assert!(ids
+        .iter()
+        .all(|c| c.as_str()[1..].parse::<usize>().unwrap() % 3 != 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_job_is_rolled_back_and_the_writer_keeps_going() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("k.db")).unwrap();
+    let panicked = store
+        .write(job(|tx| {
+            Box::pin(async move {
+                tx.insert_customer(&customer("ghost")).await?;
+                panic!("a bug in a job");
+                #[allow(unreachable_code)]
+                Ok(())
+            })
+        }))
+        .await;
+    assert!(panicked.is_err());
+    store
+        .write(job(|tx| {
+            Box::pin(async move { Ok(tx.insert_customer(&customer("real")).await?) })
+        }))
+        .await
+        .unwrap();
+    let ids = store
+        .read(job(|tx| {
+            Box::pin(async move { Ok(tx.all_customer_ids(None, 10).await?) })
+        }))
+        .await
+        .unwrap();
+    assert_eq!(ids, vec![CustomerId::parse("real").unwrap()]);
+}
