@@ -76,6 +76,14 @@ impl AppError {
         }
     }
 
+    /// A client id (order, return, redemption) sent again with a different request.
+    pub fn id_reused(code: &'static str, what: &str) -> Self {
+        AppError::conflict(
+            code,
+            format!("this {what} id was already used with a different request"),
+        )
+    }
+
     pub fn rejected(
         code: &'static str,
         field: Option<&'static str>,

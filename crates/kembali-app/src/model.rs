@@ -85,10 +85,6 @@ impl Problems {
             _ => Err(AppError::Invalid(self.0)),
         }
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
 }
 
 // ---------------------------------------------------------------- customers

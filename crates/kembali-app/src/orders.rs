@@ -53,7 +53,7 @@ pub async fn post_order(
     };
     if let Some(existing) = tx.order(&key).await? {
         if existing.request_hash != request_hash {
-            return Err(reused("order"));
+            return Err(AppError::id_reused("order_conflict", "order"));
         }
         return Ok(order_receipt(&existing));
     }
@@ -186,17 +186,6 @@ pub fn order_receipt(o: &OrderRecord) -> OrderReceipt {
         expires_at: o.expires_at,
         created_at: o.created_at,
     }
-}
-
-fn reused(what: &str) -> AppError {
-    AppError::conflict(
-        if what == "order" {
-            "order_conflict"
-        } else {
-            "return_conflict"
-        },
-        format!("this {what} id was already used with a different request"),
-    )
 }
 
 fn earn_explanation(
@@ -335,7 +324,7 @@ pub async fn post_return(
     let mut order = tx.order(&order.key).await?.ok_or_else(order_not_found)?;
     if let Some(existing) = tx.return_record(&order.key, &ret.return_id).await? {
         if existing.request_hash != request_hash {
-            return Err(reused("return"));
+            return Err(AppError::id_reused("return_conflict", "return"));
         }
         return serde_json::from_str(&existing.receipt)
             .map_err(|e| StoreError::Corrupt(e.to_string()).into());

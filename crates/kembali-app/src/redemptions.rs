@@ -4,7 +4,7 @@
 use crate::error::{AppError, AppResult, StoreError};
 use crate::model::{AllocationView, Caller, PostRedemption, QuoteLimit, QuoteView, RedemptionView};
 use crate::store::{EntryRefs, RedemptionRecord, RedemptionState, Tx};
-use crate::wallet::{post, release, settle, Ctx};
+use crate::wallet::{end_hold, post, release, settle, Ctx};
 use chrono::Duration;
 use kembali_core::ids::{Currency, CustomerId, RedemptionId};
 use kembali_core::ledger::{Account, Entry, EntryKind};
@@ -88,17 +88,18 @@ pub async fn quote_settled(
     tx.customer(customer, true)
         .await?
         .ok_or_else(customer_not_found)?;
+    let available = settled_available(tx, ctx, customer).await?;
+    Ok(quote(ctx, customer, available, order_total_minor))
+}
+
+/// Settles the (locked) wallet's due work and returns what is available after it.
+async fn settled_available(tx: &mut dyn Tx, ctx: &Ctx, customer: &CustomerId) -> AppResult<i64> {
     settle(tx, ctx, customer, ctx.now).await?;
     let c = tx
         .customer(customer, false)
         .await?
         .ok_or_else(customer_not_found)?;
-    Ok(quote(
-        ctx,
-        customer,
-        c.balances.available_minor,
-        order_total_minor,
-    ))
+    Ok(c.balances.available_minor)
 }
 
 pub async fn hold(
@@ -114,14 +115,12 @@ pub async fn hold(
         .ok_or_else(customer_not_found)?;
     if let Some(existing) = tx.redemption(&req.redemption_id).await? {
         if existing.request_hash != request_hash {
-            return Err(AppError::conflict(
-                "redemption_conflict",
-                "this redemption id was already used with a different request",
-            ));
+            return Err(AppError::id_reused("redemption_conflict", "redemption"));
         }
         return Ok(view(ctx, &existing));
     }
-    let q = quote_settled(tx, ctx, &req.customer_id, req.order_total_minor).await?;
+    let available = settled_available(tx, ctx, &req.customer_id).await?;
+    let q = quote(ctx, &req.customer_id, available, req.order_total_minor);
     if req.amount_minor > q.max_redeemable_minor {
         let why = q
             .limits
@@ -359,25 +358,17 @@ pub async fn void(
             ))
         }
     }
-    r.state = RedemptionState::Voided;
-    tx.update_redemption(&r).await?;
-    let parts: Vec<(i64, i64)> = r
-        .allocations
-        .iter()
-        .map(|a| (a.lot_id, a.held_minor))
-        .collect();
     let explanation = format!(
         "redemption {id} voided: {} back to available",
         ctx.money(r.amount_minor)
     );
-    release(
+    end_hold(
         tx,
         ctx,
         ctx.now,
-        &r.customer_id,
-        &parts,
+        &mut r,
+        RedemptionState::Voided,
         explanation,
-        refs(&r),
     )
     .await?;
     Ok(view(ctx, &r))

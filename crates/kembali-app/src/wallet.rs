@@ -3,11 +3,13 @@
 //! expiries) in the order it fell due.
 
 use crate::error::{AppResult, StoreError};
-use crate::store::{EntryRefs, EventRecord, JournalEntry, LotRecord, RedemptionState, Tx};
+use crate::store::{
+    EntryRefs, EventRecord, JournalEntry, LotRecord, RedemptionRecord, RedemptionState, Tx,
+};
 use chrono::{DateTime, Duration, Utc};
 use kembali_core::ids::CustomerId;
 use kembali_core::ledger::{Account, Entry, EntryKind, WalletBalances};
-use kembali_core::lots::{Allocation, LotState};
+use kembali_core::lots::LotState;
 use kembali_core::money::format_minor;
 use kembali_core::program::ProgramSettings;
 
@@ -224,23 +226,12 @@ pub async fn settle(
             Due::Expire(i) => expire(tx, ctx, at, &mut lots[i]).await?,
             Due::Lapse(i) => {
                 let mut hold = holds[i].clone();
-                let parts: Vec<(i64, i64)> = hold
-                    .allocations
-                    .iter()
-                    .map(|a| (a.lot_id, a.held_minor))
-                    .collect();
-                hold.state = RedemptionState::Lapsed;
-                tx.update_redemption(&hold).await?;
                 let explanation = format!(
                     "hold {} lapsed uncaptured: {} back to available",
                     hold.id,
                     ctx.money(hold.amount_minor)
                 );
-                let refs = EntryRefs {
-                    redemption_id: Some(hold.id.clone()),
-                    ..EntryRefs::default()
-                };
-                release(tx, ctx, at, customer, &parts, explanation, refs).await?;
+                end_hold(tx, ctx, at, &mut hold, RedemptionState::Lapsed, explanation).await?;
             }
         }
     }
@@ -407,10 +398,28 @@ pub fn balances_from_lots(
     b
 }
 
-/// Allocations as `(lot id, amount)` pairs of what each holds.
-pub fn held_parts(allocations: &[Allocation]) -> Vec<(i64, i64)> {
-    allocations
+/// Ends a hold that was never captured (voided or lapsed): every lot gets back what the
+/// hold took from it, and one release entry says why.
+pub async fn end_hold(
+    tx: &mut dyn Tx,
+    ctx: &Ctx,
+    at: DateTime<Utc>,
+    hold: &mut RedemptionRecord,
+    state: RedemptionState,
+    explanation: String,
+) -> AppResult<()> {
+    hold.state = state;
+    tx.update_redemption(hold).await?;
+    let parts: Vec<(i64, i64)> = hold
+        .allocations
         .iter()
         .map(|a| (a.lot_id, a.held_minor))
-        .collect()
+        .collect();
+    let refs = EntryRefs {
+        redemption_id: Some(hold.id.clone()),
+        order: hold.order.clone(),
+        ..EntryRefs::default()
+    };
+    let customer = hold.customer_id.clone();
+    release(tx, ctx, at, &customer, &parts, explanation, refs).await
 }

@@ -62,7 +62,6 @@ pub struct SqliteStore {
     queue: mpsc::Sender<ErasedJob>,
     readers: Arc<Mutex<Vec<Connection>>>,
     reader_slots: Arc<Semaphore>,
-    path: PathBuf,
 }
 
 pub(crate) fn db_err(e: rusqlite::Error) -> StoreError {
@@ -142,7 +141,6 @@ impl SqliteStore {
             queue,
             readers: Arc::new(Mutex::new(readers)),
             reader_slots: Arc::new(Semaphore::new(READERS)),
-            path: path.to_path_buf(),
         })
     }
 
@@ -153,10 +151,6 @@ impl SqliteStore {
             .or_else(|| url.strip_prefix("sqlite:"))?;
         let rest = rest.split('?').next().unwrap_or(rest);
         (!rest.is_empty()).then(|| PathBuf::from(rest))
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 }
 
@@ -184,12 +178,9 @@ fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
 
 fn run_batch(conn: &mut Connection, batch: &mut Vec<ErasedJob>) {
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-        let err = db_err(e);
-        for job in batch.drain(..) {
-            // Jobs never ran: run nothing, tell each caller the store is unavailable.
-            drop(job);
-            tracing::error!(error = %err, "cannot begin a write transaction");
-        }
+        tracing::error!(error = %e, jobs = batch.len(), "cannot begin a write transaction");
+        // The jobs never ran; dropping them tells each caller the store is unavailable.
+        batch.clear();
         return;
     }
     let mut done = Vec::with_capacity(batch.len());

@@ -624,6 +624,24 @@ async fn open_engine(path: &Path) -> Result<Engine<SqliteStore>> {
     Ok(engine)
 }
 
+/// Posts bench order `i` of `prefix` through the use-case layer.
+async fn post_order(
+    engine: &Engine<SqliteStore>,
+    prefix: &str,
+    i: usize,
+    customer: String,
+    total_hint: i64,
+) -> Result<(), String> {
+    let order = order_request(prefix, i, customer, total_hint)
+        .parse(&Caller::default())
+        .map_err(|e| format!("{e:?}"))?;
+    engine
+        .post_order(order, None)
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("{e:?}"))
+}
+
 fn customer_id(i: usize, customers: usize) -> String {
     format!("cust-{:05}", i % customers)
 }
@@ -771,17 +789,7 @@ async fn engine_orders(db: &Path, args: &BenchArgs) -> Result<IngestReport> {
     let e = engine.clone();
     let c = closed_loop(args.orders, args.clients, move |i| {
         let engine = e.clone();
-        async move {
-            let req = order_request("eng", i, customer_id(i, customers), 30_000);
-            let order = req
-                .parse(&Caller::default())
-                .map_err(|e| format!("{e:?}"))?;
-            engine
-                .post_order(order, None)
-                .await
-                .map(|_| ())
-                .map_err(|e| format!("{e:?}"))
-        }
+        async move { post_order(&engine, "eng", i, customer_id(i, customers), 30_000).await }
     })
     .await;
     drop(engine);
@@ -1036,15 +1044,14 @@ async fn steady_redemptions(
     let seeded = closed_loop(seed_orders, args.clients, move |i| {
         let engine = e.clone();
         async move {
-            let req = order_request("seed", i, customer_id(i, customers), SEED_ORDER_TOTAL_MINOR);
-            let order = req
-                .parse(&Caller::default())
-                .map_err(|e| format!("{e:?}"))?;
-            engine
-                .post_order(order, None)
-                .await
-                .map(|_| ())
-                .map_err(|e| format!("{e:?}"))
+            post_order(
+                &engine,
+                "seed",
+                i,
+                customer_id(i, customers),
+                SEED_ORDER_TOTAL_MINOR,
+            )
+            .await
         }
     })
     .await;

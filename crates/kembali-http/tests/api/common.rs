@@ -98,6 +98,22 @@ impl Resp {
         p
     }
 
+    /// Asserts a success or a 4xx problem+json with a stable code, never a 5xx. `what`
+    /// names the request in the failure message.
+    #[track_caller]
+    pub fn not_a_server_error(&self, what: &str) {
+        assert!(
+            self.status.is_success() || self.status.is_client_error(),
+            "{what}: {} {}",
+            self.status,
+            self.text
+        );
+        if self.status.is_client_error() {
+            assert_eq!(self.content_type(), "application/problem+json", "{what}");
+            assert!(self.json["code"].is_string(), "{what}: a stable code");
+        }
+    }
+
     #[track_caller]
     pub fn ok(&self) -> &Value {
         assert_eq!(self.status, StatusCode::OK, "{}", self.text);

@@ -172,23 +172,7 @@ async fn generated_bad_bodies_never_produce_a_server_error() {
             let res = app
                 .call(method, path, Some(&app.admin), Some(body.clone()))
                 .await;
-            assert!(
-                res.status.is_success() || res.status.is_client_error(),
-                "{method} {path} {body}: {} {}",
-                res.status,
-                res.text
-            );
-            if res.status.is_client_error() {
-                assert_eq!(
-                    res.content_type(),
-                    "application/problem+json",
-                    "{method} {path} {body}"
-                );
-                assert!(
-                    res.json["code"].is_string(),
-                    "{method} {path}: a stable code"
-                );
-            }
+            res.not_a_server_error(&format!("{method} {path} {body}"));
             sent += 1;
         }
     }
