@@ -594,7 +594,9 @@ impl<S: Store> Engine<S> {
                     .write(job(move |tx| {
                         Box::pin(async move {
                             let ctx = load_ctx(tx, until).await?;
-                            if tx.customer(&id, true).await?.is_none() {
+                            // Locked by a job on this or another replica: the next tick
+                            // settles it. Due work is deferred, never lost or done twice.
+                            if tx.customer_unless_locked(&id).await?.is_none() {
                                 return Ok(0);
                             }
                             settle(tx, &ctx, &id, until).await

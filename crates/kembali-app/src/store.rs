@@ -257,6 +257,16 @@ pub trait Tx: Send {
         id: &CustomerId,
         lock: bool,
     ) -> StoreResult<Option<CustomerRecord>>;
+    /// Like `customer(id, true)`, but returns `None` at once when another transaction holds
+    /// the wallet's lock (`FOR UPDATE SKIP LOCKED`): the scheduler on one replica leaves a
+    /// wallet to whoever is already working on it. Adapters with one writer never see a
+    /// lock held, so the default is the plain locking read.
+    async fn customer_unless_locked(
+        &mut self,
+        id: &CustomerId,
+    ) -> StoreResult<Option<CustomerRecord>> {
+        self.customer(id, true).await
+    }
     async fn insert_customer(&mut self, customer: &CustomerRecord) -> StoreResult<()>;
     async fn update_profile(&mut self, customer: &CustomerRecord) -> StoreResult<()>;
     async fn add_balances(&mut self, id: &CustomerId, delta: &WalletBalances) -> StoreResult<()>;

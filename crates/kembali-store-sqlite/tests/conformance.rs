@@ -2,7 +2,7 @@
 
 use kembali_store_sqlite::SqliteStore;
 
-fn sqlite() -> (SqliteStore, tempfile::TempDir) {
+async fn sqlite() -> (SqliteStore, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = SqliteStore::open(&dir.path().join("kembali.db")).expect("open");
     (store, dir)

@@ -7,7 +7,7 @@ pub mod harness;
 pub mod model;
 
 /// Expands to one `#[tokio::test]` per conformance case, each on a fresh store made by
-/// `$make`, an expression of type `fn() -> (S, G)` where `G` is kept alive for the test
+/// `$make`, an async function returning `(S, G)` where `G` is kept alive for the test
 /// (a temporary directory, a database to drop).
 #[macro_export]
 macro_rules! conformance_tests {
@@ -34,7 +34,7 @@ macro_rules! conformance_tests {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() {
-                let (store, _guard) = $make();
+                let (store, _guard) = $make().await;
                 $crate::cases::$case(store).await;
             }
         )*

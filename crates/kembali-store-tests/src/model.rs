@@ -661,7 +661,10 @@ async fn run<S: Store>(h: &Harness<S>, m: &Model, op: &Op, step: usize) -> bool 
 }
 
 /// Runs the property test on stores made by `make`.
-pub fn check_against_model<S: Store, G>(make: impl Fn() -> (S, G)) {
+pub fn check_against_model<S: Store, G, F>(make: impl Fn() -> F)
+where
+    F: std::future::Future<Output = (S, G)>,
+{
     let cases = std::env::var("KEMBALI_MODEL_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -679,8 +682,8 @@ pub fn check_against_model<S: Store, G>(make: impl Fn() -> (S, G)) {
                 .enable_all()
                 .build()
                 .unwrap();
-            let (store, _guard) = make();
             rt.block_on(async {
+                let (store, _guard) = make().await;
                 let h = Harness::new(store).await;
                 let mut model = Model::default();
                 for (step, op) in ops.iter().enumerate() {

@@ -2,7 +2,7 @@
 
 use kembali_app::fake::MemoryStore;
 
-fn memory() -> (MemoryStore, ()) {
+async fn memory() -> (MemoryStore, ()) {
     (MemoryStore::new(), ())
 }
 

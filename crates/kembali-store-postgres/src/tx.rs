@@ -1,0 +1,1085 @@
+//! The Tx port on one PostgreSQL connection inside a transaction the caller opened (a
+//! writer's batch or a reader's snapshot). Every method is one statement, so one round
+//! trip: rows that belong together (an order and its lines, an entry and its postings) go
+//! in one statement through `UNNEST` of arrays.
+
+use crate::db_err;
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+use kembali_app::error::StoreError;
+use kembali_app::store::*;
+use kembali_core::ids::{
+    Category, Channel, CustomerId, LineId, OrderId, RedemptionId, ReturnId, Segment, Sku, StoreId,
+    Tag,
+};
+use kembali_core::ledger::{Account, Entry, EntryKind, Posting, ProgramTotals, WalletBalances};
+use kembali_core::lots::{Lot, LotState};
+use kembali_core::order::OrderLine;
+use kembali_core::program::ProgramSettings;
+use sqlx::types::Json;
+use sqlx::PgConnection;
+
+/// The key of the transaction-scoped advisory lock that orders event appends (see the
+/// migration's note on the outbox). Any constant unique to this use.
+const EVENTS_LOCK: i64 = 0x6b65_6d62_616c_6901;
+
+pub struct PgTx<'c> {
+    conn: &'c mut PgConnection,
+    /// Readers run in a read-only snapshot, where `FOR UPDATE` is refused: locks are skipped.
+    read_only: bool,
+}
+
+impl<'c> PgTx<'c> {
+    pub fn new(conn: &'c mut PgConnection, read_only: bool) -> Self {
+        PgTx { conn, read_only }
+    }
+}
+
+type R<T> = Result<T, StoreError>;
+
+fn corrupt(what: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(what.to_string())
+}
+
+fn json<T: serde::Serialize>(v: &T) -> R<String> {
+    serde_json::to_string(v).map_err(corrupt)
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(s: &str) -> R<T> {
+    serde_json::from_str(s).map_err(corrupt)
+}
+
+fn channel(s: &str) -> R<Channel> {
+    Channel::parse(s).ok_or_else(|| corrupt(format!("unknown channel {s}")))
+}
+
+fn id<T>(r: Result<T, kembali_core::ids::IdError>) -> R<T> {
+    r.map_err(corrupt)
+}
+
+fn account(a: &str) -> R<Account> {
+    Account::parse(a).ok_or_else(|| corrupt(format!("account {a}")))
+}
+
+fn order_key(ch: Option<String>, oid: Option<String>) -> R<Option<OrderKey>> {
+    match (ch, oid) {
+        (Some(c), Some(o)) => Ok(Some(OrderKey {
+            channel: channel(&c)?,
+            order_id: id(OrderId::parse(o))?,
+        })),
+        _ => Ok(None),
+    }
+}
+
+fn key_parts(key: Option<&OrderKey>) -> (Option<&str>, Option<&str>) {
+    (
+        key.map(|k| k.channel.as_str()),
+        key.map(|k| k.order_id.as_str()),
+    )
+}
+
+fn segments(v: &[Segment]) -> Vec<String> {
+    v.iter().map(|s| s.as_str().to_string()).collect()
+}
+
+#[derive(sqlx::FromRow)]
+struct CustomerRow {
+    id: String,
+    email: Option<String>,
+    phone: Option<String>,
+    birthday: Option<NaiveDate>,
+    segments: Vec<String>,
+    created_at: DateTime<Utc>,
+    pending: i64,
+    available: i64,
+    held: i64,
+    debt: i64,
+}
+
+impl TryFrom<CustomerRow> for CustomerRecord {
+    type Error = StoreError;
+    fn try_from(r: CustomerRow) -> R<Self> {
+        Ok(CustomerRecord {
+            id: id(CustomerId::parse(r.id))?,
+            email: r.email,
+            phone: r.phone,
+            birthday: r.birthday,
+            segments: r
+                .segments
+                .into_iter()
+                .map(|s| id(Segment::parse(s)))
+                .collect::<R<_>>()?,
+            created_at: r.created_at,
+            balances: WalletBalances {
+                pending_minor: r.pending,
+                available_minor: r.available,
+                held_minor: r.held,
+                debt_minor: r.debt,
+            },
+        })
+    }
+}
+
+macro_rules! lot_cols {
+    () => {
+        "id, customer_id, order_channel, order_id, amount, remaining, available_at, expires_at, state, created_at, expiry_warned"
+    };
+}
+
+#[derive(sqlx::FromRow)]
+struct LotRow {
+    id: i64,
+    customer_id: String,
+    order_channel: Option<String>,
+    order_id: Option<String>,
+    amount: i64,
+    remaining: i64,
+    available_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+    state: String,
+    created_at: DateTime<Utc>,
+    expiry_warned: bool,
+}
+
+impl TryFrom<LotRow> for LotRecord {
+    type Error = StoreError;
+    fn try_from(r: LotRow) -> R<Self> {
+        Ok(LotRecord {
+            lot: Lot {
+                id: r.id,
+                amount_minor: r.amount,
+                remaining_minor: r.remaining,
+                available_at: r.available_at,
+                expires_at: r.expires_at,
+                state: LotState::parse(&r.state)
+                    .ok_or_else(|| corrupt(format!("lot state {}", r.state)))?,
+            },
+            customer_id: id(CustomerId::parse(r.customer_id))?,
+            order: order_key(r.order_channel, r.order_id)?,
+            created_at: r.created_at,
+            expiry_warned: r.expiry_warned,
+        })
+    }
+}
+
+macro_rules! redemption_cols {
+    () => {
+        "id, customer_id, channel, store_id, state, amount, captured, order_total, created_at, expires_at, request_hash, order_channel, order_id, allocations"
+    };
+}
+
+#[derive(sqlx::FromRow)]
+struct RedemptionRow {
+    id: String,
+    customer_id: String,
+    channel: String,
+    store_id: Option<String>,
+    state: String,
+    amount: i64,
+    captured: i64,
+    order_total: i64,
+    created_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+    request_hash: String,
+    order_channel: Option<String>,
+    order_id: Option<String>,
+    allocations: String,
+}
+
+impl TryFrom<RedemptionRow> for RedemptionRecord {
+    type Error = StoreError;
+    fn try_from(r: RedemptionRow) -> R<Self> {
+        Ok(RedemptionRecord {
+            id: id(RedemptionId::parse(r.id))?,
+            customer_id: id(CustomerId::parse(r.customer_id))?,
+            channel: channel(&r.channel)?,
+            store_id: r.store_id.map(|s| id(StoreId::parse(s))).transpose()?,
+            state: RedemptionState::parse(&r.state)
+                .ok_or_else(|| corrupt(format!("redemption state {}", r.state)))?,
+            amount_minor: r.amount,
+            captured_minor: r.captured,
+            order_total_minor: r.order_total,
+            created_at: r.created_at,
+            expires_at: r.expires_at,
+            request_hash: r.request_hash,
+            order: order_key(r.order_channel, r.order_id)?,
+            allocations: from_json(&r.allocations)?,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct LineRow {
+    line_id: String,
+    sku: String,
+    category: String,
+    tags: Vec<String>,
+    quantity: i64,
+    unit_price: i64,
+    discount: i64,
+    net: i64,
+    redeemed: i64,
+    cashback: i64,
+    returned_qty: i64,
+    clawed_back: i64,
+    restored: i64,
+    explanation: String,
+    rules: String,
+}
+
+impl TryFrom<LineRow> for LineRecord {
+    type Error = StoreError;
+    fn try_from(r: LineRow) -> R<Self> {
+        Ok(LineRecord {
+            line: OrderLine {
+                line_id: id(LineId::parse(r.line_id))?,
+                sku: id(Sku::parse(r.sku))?,
+                category: id(Category::parse(r.category))?,
+                tags: r
+                    .tags
+                    .into_iter()
+                    .map(|t| id(Tag::parse(t)))
+                    .collect::<R<_>>()?,
+                quantity: r.quantity,
+                unit_price_minor: r.unit_price,
+                discount_minor: r.discount,
+            },
+            net_minor: r.net,
+            redeemed_minor: r.redeemed,
+            cashback_minor: r.cashback,
+            returned_qty: r.returned_qty,
+            clawed_back_minor: r.clawed_back,
+            restored_minor: r.restored,
+            explanation: r.explanation,
+            rules: from_json(&r.rules)?,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct OrderRow {
+    customer_id: String,
+    store_id: Option<String>,
+    currency: String,
+    placed_at: DateTime<Utc>,
+    created_at: DateTime<Utc>,
+    redemption_id: Option<String>,
+    redeemed: i64,
+    cashback: i64,
+    total: i64,
+    lot_id: Option<i64>,
+    request_hash: String,
+    available_at: Option<DateTime<Utc>>,
+    expires_at: Option<DateTime<Utc>>,
+}
+
+/// A journal row with its postings folded in by the query.
+#[derive(sqlx::FromRow)]
+struct JournalRow {
+    seq: i64,
+    at: DateTime<Utc>,
+    customer_id: String,
+    asset: String,
+    kind: String,
+    explanation: String,
+    order_channel: Option<String>,
+    order_id: Option<String>,
+    redemption_id: Option<String>,
+    return_id: Option<String>,
+    lot_id: Option<i64>,
+    accounts: Vec<String>,
+    amounts: Vec<i64>,
+}
+
+impl TryFrom<JournalRow> for JournalEntry {
+    type Error = StoreError;
+    fn try_from(r: JournalRow) -> R<Self> {
+        let postings = r
+            .accounts
+            .iter()
+            .zip(&r.amounts)
+            .map(|(a, amount)| {
+                Ok(Posting {
+                    account: account(a)?,
+                    amount_minor: *amount,
+                })
+            })
+            .collect::<R<_>>()?;
+        Ok(JournalEntry {
+            seq: r.seq,
+            at: r.at,
+            customer_id: id(CustomerId::parse(r.customer_id))?,
+            asset: r.asset,
+            entry: Entry {
+                kind: EntryKind::parse(&r.kind)
+                    .ok_or_else(|| corrupt(format!("entry kind {}", r.kind)))?,
+                postings,
+                explanation: r.explanation,
+            },
+            refs: EntryRefs {
+                order: order_key(r.order_channel, r.order_id)?,
+                redemption_id: r
+                    .redemption_id
+                    .map(|x| id(RedemptionId::parse(x)))
+                    .transpose()?,
+                return_id: r.return_id.map(|x| id(ReturnId::parse(x))).transpose()?,
+                lot_id: r.lot_id,
+            },
+        })
+    }
+}
+
+fn sums<T: Default>(rows: Vec<(String, i64)>, add: impl Fn(&mut T, Account, i64)) -> R<T> {
+    let mut out = T::default();
+    for (a, sum) in rows {
+        add(&mut out, account(&a)?, sum);
+    }
+    Ok(out)
+}
+
+#[async_trait]
+impl Tx for PgTx<'_> {
+    async fn program(&mut self) -> R<Option<ProgramSettings>> {
+        let s: Option<String> = sqlx::query_scalar("SELECT settings FROM program WHERE id = 1")
+            .fetch_optional(&mut *self.conn)
+            .await
+            .map_err(db_err)?;
+        s.map(|s| from_json(&s)).transpose()
+    }
+
+    async fn put_program(&mut self, settings: &ProgramSettings, at: DateTime<Utc>) -> R<()> {
+        sqlx::query(
+            "WITH v AS (INSERT INTO program_versions (settings, at) VALUES ($1, $2))
+             INSERT INTO program (id, settings, updated_at) VALUES (1, $1, $2)
+             ON CONFLICT (id) DO UPDATE SET settings = excluded.settings, updated_at = excluded.updated_at",
+        )
+        .bind(json(settings)?)
+        .bind(at)
+        .execute(&mut *self.conn)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn has_entries(&mut self) -> R<bool> {
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM journal)")
+            .fetch_one(&mut *self.conn)
+            .await
+            .map_err(db_err)
+    }
+
+    async fn idempotency(&mut self, scope: &str, key: &str) -> R<Option<IdempotencyRecord>> {
+        let row: Option<(String, String)> = sqlx::query_as(
+            "SELECT request_hash, response FROM idempotency WHERE scope = $1 AND key = $2",
+        )
+        .bind(scope)
+        .bind(key)
+        .fetch_optional(&mut *self.conn)
+        .await
+        .map_err(db_err)?;
+        Ok(row.map(|(request_hash, response)| IdempotencyRecord {
+            request_hash,
+            response,
+        }))
+    }
+
+    async fn put_idempotency(
+        &mut self,
+        scope: &str,
+        key: &str,
+        record: &IdempotencyRecord,
+        at: DateTime<Utc>,
+    ) -> R<()> {
+        sqlx::query(
+            "INSERT INTO idempotency (scope, key, request_hash, response, created_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(scope)
+        .bind(key)
+        .bind(&record.request_hash)
+        .bind(&record.response)
+        .bind(at)
+        .execute(&mut *self.conn)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn customer(&mut self, cid: &CustomerId, lock: bool) -> R<Option<CustomerRecord>> {
+        // The wallet's lock: held to the end of the transaction, so every job that changes
+        // this wallet, on any replica, runs after this one commits.
+        let sql = if lock && !self.read_only {
+            "SELECT * FROM customers WHERE id = $1 FOR UPDATE"
+        } else {
+            "SELECT * FROM customers WHERE id = $1"
+        };
+        let row: Option<CustomerRow> = sqlx::query_as(sql)
+            .bind(cid.as_str())
+            .fetch_optional(&mut *self.conn)
+            .await
+            .map_err(db_err)?;
+        row.map(CustomerRecord::try_from).transpose()
+    }
+
+    async fn customer_unless_locked(&mut self, cid: &CustomerId) -> R<Option<CustomerRecord>> {
+        let row: Option<CustomerRow> =
+            sqlx::query_as("SELECT * FROM customers WHERE id = $1 FOR UPDATE SKIP LOCKED")
+                .bind(cid.as_str())
+                .fetch_optional(&mut *self.conn)
+                .await
+                .map_err(db_err)?;
+        row.map(CustomerRecord::try_from).transpose()
+    }
+
+    async fn insert_customer(&mut self, c: &CustomerRecord) -> R<()> {
+        let b = &c.balances;
+        sqlx::query(
+            "INSERT INTO customers (id, email, phone, birthday, segments, created_at, pending, available, held, debt)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(c.id.as_str())
+        .bind(&c.email)
+        .bind(&c.phone)
+        .bind(c.birthday)
+        .bind(segments(&c.segments))
+        .bind(c.created_at)
+        .bind(b.pending_minor)
+        .bind(b.available_minor)
+        .bind(b.held_minor)
+        .bind(b.debt_minor)
+        .execute(&mut *self.conn)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn update_profile(&mut self, c: &CustomerRecord) -> R<()> {
+        sqlx::query(
+            "UPDATE customers SET email = $2, phone = $3, birthday = $4, segments = $5 WHERE id = $1",
+        )
+        .bind(c.id.as_str())
+        .bind(&c.email)
+        .bind(&c.phone)
+        .bind(c.birthday)
+        .bind(segments(&c.segments))
+        .execute(&mut *self.conn)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn add_balances(&mut self, cid: &CustomerId, d: &WalletBalances) -> R<()> {
+        let n = sqlx::query(
+            "UPDATE customers SET pending = pending + $2, available = available + $3, held = held + $4,
+                 debt = debt + $5
+             WHERE id = $1",
+        )
+        .bind(cid.as_str())
+        .bind(d.pending_minor)
+        .bind(d.available_minor)
+        .bind(d.held_minor)
+        .bind(d.debt_minor)
+        .execute(&mut *self.conn)
+        .await
+        .map_err(|e| match db_err(e) {
+            // The CHECK (balance >= 0) refused: a bug upstream, never a client's race.
+            StoreError::Conflict(m) => {
+                StoreError::Corrupt(format!("a balance would go negative: {m}"))
+            }
+            other => other,
+        })?
+        .rows_affected();
+        if n == 1 {
+            Ok(())
+        } else {
+            Err(corrupt(format!("balances of missing customer {cid}")))
+        }
+    }
+
+    async fn order(&mut self, key: &OrderKey) -> R<Option<OrderRecord>> {
+        let row: Option<OrderRow> = sqlx::query_as(
+            "SELECT customer_id, store_id, currency, placed_at, created_at, redemption_id, redeemed, cashback,
+                    total, lot_id, request_hash, available_at, expires_at
+             FROM orders WHERE channel = $1 AND order_id = $2",
+        )
+        .bind(key.channel.as_str())
+        .bind(key.order_id.as_str())
+        .fetch_optional(&mut *self.conn)
+        .await
+        .map_err(db_err)?;
+        let Some(o) = row else {
+            return Ok(None);
+        };
+        let lines: Vec<LineRow> = sqlx::query_as(
+            "SELECT line_id, sku, category, tags, quantity, unit_price, discount, net, redeemed, cashback,
+                    returned_qty, clawed_back, restored, explanation, rules
+             FROM order_lines WHERE channel = $1 AND order_id = $2 ORDER BY line_no",
+        )
+        .bind(key.channel.as_str())
+        .bind(key.order_id.as_str())
+        .fetch_all(&mut *self.conn)
+        .await
+        .map_err(db_err)?;
+        Ok(Some(OrderRecord {
+            key: key.clone(),
+            customer_id: id(CustomerId::parse(o.customer_id))?,
+            store_id: o.store_id.map(|s| id(StoreId::parse(s))).transpose()?,
+            currency: o.currency,
+            placed_at: o.placed_at,
+            created_at: o.created_at,
+            redemption_id: o
+                .redemption_id
+                .map(|r| id(RedemptionId::parse(r)))
+                .transpose()?,
+            redeemed_minor: o.redeemed,
+            cashback_minor: o.cashback,
+            total_minor: o.total,
+            lot_id: o.lot_id,
+            available_at: o.available_at,
+            expires_at: o.expires_at,
+            request_hash: o.request_hash,
+            lines: lines
+                .into_iter()
+                .map(LineRecord::try_from)
+                .collect::<R<_>>()?,
+        }))
+    }
+
+    async fn order_channels(&mut self, order_id: &OrderId) -> R<Vec<Channel>> {
+        let rows: Vec<String> =
+            sqlx::query_scalar("SELECT channel FROM orders WHERE order_id = $1 ORDER BY channel")
+                .bind(order_id.as_str())
+                .fetch_all(&mut *self.conn)
+                .await
+                .map_err(db_err)?;
+        rows.iter().map(|c| channel(c)).collect()
+    }
+
+    async fn insert_order(&mut self, o: &OrderRecord) -> R<()> {
+        let mut cols = LineColumns::default();
+        for (i, l) in o.lines.iter().enumerate() {
+            cols.push(i as i32, l)?;
+        }
+        sqlx::query(
+            "WITH o AS (
+                 INSERT INTO orders (channel, order_id, customer_id, store_id, currency, placed_at, created_at,
+                     redemption_id, redeemed, cashback, total, lot_id, request_hash, available_at, expires_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15))
+             INSERT INTO order_lines (channel, order_id, line_no, line_id, sku, category, tags, quantity,
+                 unit_price, discount, net, redeemed, cashback, returned_qty, clawed_back, restored,
+                 explanation, rules)
+             SELECT $1, $2, t.n, t.line_id, t.sku, t.category,
+                    ARRAY(SELECT jsonb_array_elements_text(t.tags::jsonb)), t.quantity, t.unit_price,
+                    t.discount, t.net, t.redeemed, t.cashback, t.returned_qty, t.clawed_back,
+                    t.restored, t.explanation, t.rules
+             FROM UNNEST($16::int[], $17::text[], $18::text[], $19::text[], $20::text[], $21::bigint[],
+                         $22::bigint[], $23::bigint[], $24::bigint[], $25::bigint[], $26::bigint[],
+                         $27::bigint[], $28::bigint[], $29::bigint[], $30::text[], $31::text[])
+                  AS t(n, line_id, sku, category, tags, quantity, unit_price, discount, net, redeemed,
+                       cashback, returned_qty, clawed_back, restored, explanation, rules)",
+        )
+        .bind(o.key.channel.as_str())
+        .bind(o.key.order_id.as_str())
+        .bind(o.customer_id.as_str())
+        .bind(o.store_id.as_ref().map(|s| s.as_str()))
+        .bind(&o.currency)
+        .bind(o.placed_at)
+        .bind(o.created_at)
+        .bind(o.redemption_id.as_ref().map(|r| r.as_str()))
+        .bind(o.redeemed_minor)
+        .bind(o.cashback_minor)
+        .bind(o.total_minor)
+        .bind(o.lot_id)
+        .bind(&o.request_hash)
+        .bind(o.available_at)
+        .bind(o.expires_at)
+        .bind(cols.n)
+        .bind(cols.line_id)
+        .bind(cols.sku)
+        .bind(cols.category)
+        .bind(cols.tags)
+        .bind(cols.quantity)
+        .bind(cols.unit_price)
+        .bind(cols.discount)
+        .bind(cols.net)
+        .bind(cols.redeemed)
+        .bind(cols.cashback)
+        .bind(cols.returned_qty)
+        .bind(cols.clawed_back)
+        .bind(cols.restored)
+        .bind(cols.explanation)
+        .bind(cols.rules)
+        .execute(&mut *self.conn)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn update_order_lines(&mut self, key: &OrderKey, lines: &[LineRecord]) -> R<()> {
+        let n: Vec<i32> = (0..lines.len() as i32).collect();
+        let returned: Vec<i64> = lines.iter().map(|l| l.returned_qty).collect();
+        let clawed: Vec<i64> = lines.iter().map(|l| l.clawed_back_minor).collect();
+        let restored: Vec<i64> = lines.iter().map(|l| l.restored_minor).collect();
+        sqlx::query(
+            "UPDATE order_lines l SET returned_qty = t.returned_qty, clawed_back = t.clawed_back,
+                 restored = t.restored
+             FROM UNNEST($3::int[], $4::bigint[], $5::bigint[], $6::bigint[])
+                  AS t(n, returned_qty, clawed_back, restored)
+             WHERE l.channel = $1 AND l.order_id = $2 AND l.line_no = t.n",
+        )
+        .bind(key.channel.as_str())
+        .bind(key.order_id.as_str())
+        .bind(n)
+        .bind(returned)
+        .bind(clawed)
+        .bind(restored)
+        .execute(&mut *self.conn)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn return_record(
+        &mut self,
+        key: &OrderKey,
+        return_id: &ReturnId,
+    ) -> R<Option<ReturnRecord>> {
+        let row: Option<(String, String, DateTime<Utc>)> = sqlx::query_as(
+            "SELECT request_hash, receipt, created_at FROM returns
+             WHERE channel = $1 AND order_id = $2 AND return_id = $3",
+        )
+        .bind(key.channel.as_str())
+        .bind(key.order_id.as_str())
+        .bind(return_id.as_str())
+        .fetch_optional(&mut *self.conn)
+        .await
+        .map_err(db_err)?;
+        Ok(row.map(|(request_hash, receipt, created_at)| ReturnRecord {
+            order: key.clone(),
+            return_id: return_id.clone(),
+            request_hash,
+            receipt,
+            created_at,
+        }))
+    }
+
+    async fn insert_return(&mut self, r: &ReturnRecord) -> R<()> {
+        sqlx::query(
+            "INSERT INTO returns (channel, order_id, return_id, request_hash, receipt, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(r.order.channel.as_str())
+        .bind(r.order.order_id.as_str())
+        .bind(r.return_id.as_str())
+        .bind(&r.request_hash)
+        .bind(&r.receipt)
+        .bind(r.created_at)
+        .execute(&mut *self.conn)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn insert_lot(&mut self, l: &LotRecord) -> R<i64> {
+        let (och, oid) = key_parts(l.order.as_ref());
+        sqlx::query_scalar(
+            "INSERT INTO lots (customer_id, order_channel, order_id, amount, remaining, available_at, expires_at,
+                 state, created_at, expiry_warned)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+        )
+        .bind(l.customer_id.as_str())
+        .bind(och)
+        .bind(oid)
+        .bind(l.lot.amount_minor)
+        .bind(l.lot.remaining_minor)
+        .bind(l.lot.available_at)
+        .bind(l.lot.expires_at)
+        .bind(l.lot.state.as_str())
+        .bind(l.created_at)
+        .bind(l.expiry_warned)
+        .fetch_one(&mut *self.conn)
+        .await
+        .map_err(db_err)
+    }
+
+    async fn update_lot(&mut self, l: &LotRecord) -> R<()> {
+        let n = sqlx::query(
+            "UPDATE lots SET remaining = $2, expires_at = $3, state = $4, expiry_warned = $5 WHERE id = $1",
+        )
+        .bind(l.lot.id)
+        .bind(l.lot.remaining_minor)
+        .bind(l.lot.expires_at)
+        .bind(l.lot.state.as_str())
+        .bind(l.expiry_warned)
+        .execute(&mut *self.conn)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        if n == 1 {
+            Ok(())
+        } else {
+            Err(corrupt(format!("update of missing lot {}", l.lot.id)))
+        }
+    }
+
+    async fn lots_by_id(&mut self, ids: &[i64]) -> R<Vec<LotRecord>> {
+        let rows: Vec<LotRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            lot_cols!(),
+            " FROM UNNEST($1::bigint[]) WITH ORDINALITY AS u(id, ord)
+             JOIN lots USING (id) ORDER BY u.ord"
+        ))
+        .bind(ids)
+        .fetch_all(&mut *self.conn)
+        .await
+        .map_err(db_err)?;
+        rows.into_iter().map(LotRecord::try_from).collect()
+    }
+
+    async fn open_lots(&mut self, cid: &CustomerId) -> R<Vec<LotRecord>> {
+        let rows: Vec<LotRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            lot_cols!(),
+            " FROM lots
+             WHERE customer_id = $1 AND state IN ('pending', 'available') AND remaining > 0 ORDER BY id"
+        ))
+            .bind(cid.as_str())
+            .fetch_all(&mut *self.conn)
+            .await
+            .map_err(db_err)?;
+        rows.into_iter().map(LotRecord::try_from).collect()
+    }
+
+    async fn redemption(&mut self, rid: &RedemptionId) -> R<Option<RedemptionRecord>> {
+        let row: Option<RedemptionRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            redemption_cols!(),
+            " FROM redemptions WHERE id = $1"
+        ))
+        .bind(rid.as_str())
+        .fetch_optional(&mut *self.conn)
+        .await
+        .map_err(db_err)?;
+        row.map(RedemptionRecord::try_from).transpose()
+    }
+
+    async fn insert_redemption(&mut self, r: &RedemptionRecord) -> R<()> {
+        let (och, oid) = key_parts(r.order.as_ref());
+        sqlx::query(
+            "INSERT INTO redemptions (id, customer_id, channel, store_id, state, amount, captured, order_total,
+                 created_at, expires_at, request_hash, order_channel, order_id, allocations)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+        )
+        .bind(r.id.as_str())
+        .bind(r.customer_id.as_str())
+        .bind(r.channel.as_str())
+        .bind(r.store_id.as_ref().map(|s| s.as_str()))
+        .bind(r.state.as_str())
+        .bind(r.amount_minor)
+        .bind(r.captured_minor)
+        .bind(r.order_total_minor)
+        .bind(r.created_at)
+        .bind(r.expires_at)
+        .bind(&r.request_hash)
+        .bind(och)
+        .bind(oid)
+        .bind(json(&r.allocations)?)
+        .execute(&mut *self.conn)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn update_redemption(&mut self, r: &RedemptionRecord) -> R<()> {
+        let (och, oid) = key_parts(r.order.as_ref());
+        let n = sqlx::query(
+            "UPDATE redemptions SET state = $2, captured = $3, order_channel = $4, order_id = $5, allocations = $6
+             WHERE id = $1",
+        )
+        .bind(r.id.as_str())
+        .bind(r.state.as_str())
+        .bind(r.captured_minor)
+        .bind(och)
+        .bind(oid)
+        .bind(json(&r.allocations)?)
+        .execute(&mut *self.conn)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        if n == 1 {
+            Ok(())
+        } else {
+            Err(corrupt(format!("update of missing redemption {}", r.id)))
+        }
+    }
+
+    async fn held_redemptions(&mut self, cid: &CustomerId) -> R<Vec<RedemptionRecord>> {
+        let rows: Vec<RedemptionRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            redemption_cols!(),
+            " FROM redemptions WHERE customer_id = $1 AND state = 'held' ORDER BY id"
+        ))
+        .bind(cid.as_str())
+        .fetch_all(&mut *self.conn)
+        .await
+        .map_err(db_err)?;
+        rows.into_iter().map(RedemptionRecord::try_from).collect()
+    }
+
+    async fn append_entry(&mut self, e: &JournalEntry) -> R<i64> {
+        let refs = &e.refs;
+        let (och, oid) = key_parts(refs.order.as_ref());
+        let idx: Vec<i32> = (0..e.entry.postings.len() as i32).collect();
+        let accounts: Vec<&str> = e
+            .entry
+            .postings
+            .iter()
+            .map(|p| p.account.as_str())
+            .collect();
+        let amounts: Vec<i64> = e.entry.postings.iter().map(|p| p.amount_minor).collect();
+        sqlx::query_scalar(
+            "WITH j AS (
+                 INSERT INTO journal (at, customer_id, asset, kind, explanation, order_channel, order_id,
+                     redemption_id, return_id, lot_id)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING seq),
+             p AS (
+                 INSERT INTO postings (seq, idx, account, amount)
+                 SELECT j.seq, t.idx, t.account, t.amount
+                 FROM j, UNNEST($11::int[], $12::text[], $13::bigint[]) AS t(idx, account, amount))
+             SELECT seq FROM j",
+        )
+        .bind(e.at)
+        .bind(e.customer_id.as_str())
+        .bind(&e.asset)
+        .bind(e.entry.kind.as_str())
+        .bind(&e.entry.explanation)
+        .bind(och)
+        .bind(oid)
+        .bind(refs.redemption_id.as_ref().map(|r| r.as_str()))
+        .bind(refs.return_id.as_ref().map(|r| r.as_str()))
+        .bind(refs.lot_id)
+        .bind(idx)
+        .bind(accounts)
+        .bind(amounts)
+        .fetch_one(&mut *self.conn)
+        .await
+        .map_err(db_err)
+    }
+
+    async fn append_event(&mut self, e: &EventRecord) -> R<i64> {
+        sqlx::query_scalar(
+            "WITH l AS (SELECT pg_advisory_xact_lock($5))
+             INSERT INTO events (at, kind, customer_id, payload) SELECT $1, $2, $3, $4 FROM l
+             RETURNING seq",
+        )
+        .bind(e.at)
+        .bind(&e.kind)
+        .bind(e.customer_id.as_ref().map(|c| c.as_str()))
+        .bind(Json(&e.payload))
+        .bind(EVENTS_LOCK)
+        .fetch_one(&mut *self.conn)
+        .await
+        .map_err(db_err)
+    }
+
+    async fn customers_with_due_work(
+        &mut self,
+        until: DateTime<Utc>,
+        warn_until: DateTime<Utc>,
+        limit: usize,
+    ) -> R<Vec<CustomerId>> {
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT customer_id FROM lots WHERE state = 'pending' AND available_at <= $1
+             UNION
+             SELECT customer_id FROM lots
+             WHERE state IN ('pending', 'available') AND remaining > 0
+               AND (expires_at <= $1 OR (NOT expiry_warned AND expires_at <= $2))
+             UNION
+             SELECT customer_id FROM redemptions WHERE state = 'held' AND expires_at <= $1
+             ORDER BY 1 LIMIT $3",
+        )
+        .bind(until)
+        .bind(warn_until)
+        .bind(limit as i64)
+        .fetch_all(&mut *self.conn)
+        .await
+        .map_err(db_err)?;
+        rows.into_iter().map(|c| id(CustomerId::parse(c))).collect()
+    }
+
+    async fn statement(
+        &mut self,
+        cid: &CustomerId,
+        before_seq: Option<i64>,
+        limit: usize,
+    ) -> R<Vec<JournalEntry>> {
+        let rows: Vec<JournalRow> = sqlx::query_as(
+            "SELECT j.*, p.accounts, p.amounts FROM journal j,
+                 LATERAL (SELECT array_agg(account ORDER BY idx) AS accounts,
+                                 array_agg(amount ORDER BY idx) AS amounts
+                          FROM postings WHERE seq = j.seq) p
+             WHERE j.customer_id = $1 AND j.seq < $2 ORDER BY j.seq DESC LIMIT $3",
+        )
+        .bind(cid.as_str())
+        .bind(before_seq.unwrap_or(i64::MAX))
+        .bind(limit as i64)
+        .fetch_all(&mut *self.conn)
+        .await
+        .map_err(db_err)?;
+        rows.into_iter().map(JournalEntry::try_from).collect()
+    }
+
+    async fn events(&mut self, after_seq: Option<i64>, limit: usize) -> R<Vec<EventRecord>> {
+        type EventRow = (
+            i64,
+            DateTime<Utc>,
+            String,
+            Option<String>,
+            Json<serde_json::Value>,
+        );
+        let rows: Vec<EventRow> = sqlx::query_as(
+            "SELECT seq, at, kind, customer_id, payload FROM events WHERE seq > $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(after_seq.unwrap_or(0))
+        .bind(limit as i64)
+        .fetch_all(&mut *self.conn)
+        .await
+        .map_err(db_err)?;
+        rows.into_iter()
+            .map(|(seq, at, kind, cid, Json(payload))| {
+                Ok(EventRecord {
+                    seq,
+                    at,
+                    kind,
+                    customer_id: cid.map(|c| id(CustomerId::parse(c))).transpose()?,
+                    payload,
+                })
+            })
+            .collect()
+    }
+
+    async fn program_totals(&mut self) -> R<ProgramTotals> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT account, SUM(amount)::BIGINT FROM postings GROUP BY account")
+                .fetch_all(&mut *self.conn)
+                .await
+                .map_err(db_err)?;
+        sums(rows, ProgramTotals::add)
+    }
+
+    async fn customer_posting_sums(&mut self, cid: &CustomerId) -> R<WalletBalances> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT p.account, SUM(p.amount)::BIGINT FROM journal j JOIN postings p ON p.seq = j.seq
+             WHERE j.customer_id = $1 GROUP BY p.account",
+        )
+        .bind(cid.as_str())
+        .fetch_all(&mut *self.conn)
+        .await
+        .map_err(db_err)?;
+        sums(rows, WalletBalances::add)
+    }
+
+    async fn all_customer_ids(
+        &mut self,
+        after: Option<&CustomerId>,
+        limit: usize,
+    ) -> R<Vec<CustomerId>> {
+        let rows: Vec<String> =
+            sqlx::query_scalar("SELECT id FROM customers WHERE id > $1 ORDER BY id LIMIT $2")
+                .bind(after.map(|a| a.as_str()).unwrap_or(""))
+                .bind(limit as i64)
+                .fetch_all(&mut *self.conn)
+                .await
+                .map_err(db_err)?;
+        rows.into_iter().map(|c| id(CustomerId::parse(c))).collect()
+    }
+
+    async fn api_key_by_hash(&mut self, secret_sha256: &str) -> R<Option<ApiKeyRecord>> {
+        type KeyRow = (
+            String,
+            String,
+            Option<String>,
+            Option<String>,
+            DateTime<Utc>,
+        );
+        let row: Option<KeyRow> = sqlx::query_as(
+            "SELECT id, role, channel, store_id, created_at FROM api_keys WHERE secret_sha256 = $1",
+        )
+        .bind(secret_sha256)
+        .fetch_optional(&mut *self.conn)
+        .await
+        .map_err(db_err)?;
+        row.map(|(kid, role, ch, store, created_at)| {
+            Ok(ApiKeyRecord {
+                id: kid,
+                secret_sha256: secret_sha256.to_string(),
+                role: Role::parse(&role).ok_or_else(|| corrupt(format!("role {role}")))?,
+                channel: ch.map(|c| channel(&c)).transpose()?,
+                store_id: store.map(|s| id(StoreId::parse(s))).transpose()?,
+                created_at,
+            })
+        })
+        .transpose()
+    }
+
+    async fn insert_api_key(&mut self, k: &ApiKeyRecord) -> R<()> {
+        sqlx::query(
+            "INSERT INTO api_keys (secret_sha256, id, role, channel, store_id, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&k.secret_sha256)
+        .bind(&k.id)
+        .bind(k.role.as_str())
+        .bind(k.channel.map(|c| c.as_str()))
+        .bind(k.store_id.as_ref().map(|s| s.as_str()))
+        .bind(k.created_at)
+        .execute(&mut *self.conn)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+}
+
+/// An order's lines as one array per column, for `UNNEST`.
+#[derive(Default)]
+struct LineColumns {
+    n: Vec<i32>,
+    line_id: Vec<String>,
+    sku: Vec<String>,
+    category: Vec<String>,
+    /// Each line's tags as a JSON array: PostgreSQL arrays of arrays must be rectangular.
+    tags: Vec<String>,
+    quantity: Vec<i64>,
+    unit_price: Vec<i64>,
+    discount: Vec<i64>,
+    net: Vec<i64>,
+    redeemed: Vec<i64>,
+    cashback: Vec<i64>,
+    returned_qty: Vec<i64>,
+    clawed_back: Vec<i64>,
+    restored: Vec<i64>,
+    explanation: Vec<String>,
+    rules: Vec<String>,
+}
+
+impl LineColumns {
+    fn push(&mut self, n: i32, l: &LineRecord) -> R<()> {
+        let tags: Vec<&str> = l.line.tags.iter().map(|t| t.as_str()).collect();
+        self.n.push(n);
+        self.line_id.push(l.line.line_id.as_str().to_string());
+        self.sku.push(l.line.sku.as_str().to_string());
+        self.category.push(l.line.category.as_str().to_string());
+        self.tags.push(json(&tags)?);
+        self.quantity.push(l.line.quantity);
+        self.unit_price.push(l.line.unit_price_minor);
+        self.discount.push(l.line.discount_minor);
+        self.net.push(l.net_minor);
+        self.redeemed.push(l.redeemed_minor);
+        self.cashback.push(l.cashback_minor);
+        self.returned_qty.push(l.returned_qty);
+        self.clawed_back.push(l.clawed_back_minor);
+        self.restored.push(l.restored_minor);
+        self.explanation.push(l.explanation.clone());
+        self.rules.push(json(&l.rules)?);
+        Ok(())
+    }
+}
