@@ -23,8 +23,11 @@ use std::sync::Arc;
 /// Customers settled per scheduler job batch: big enough to fill a group commit, small
 /// enough to keep one pass's memory flat.
 const SETTLE_BATCH: usize = 256;
-/// How often a job that lost a uniqueness race with another writer is run again.
-const CONFLICT_RETRIES: usize = 3;
+/// How often a job that lost a race (a uniqueness race with another writer, or a lock it
+/// may not wait for on a store with many writers) is run again.
+const CONFLICT_RETRIES: u32 = 8;
+/// The longest pause between two runs of a job that lost a race; pauses double from 1 ms.
+const CONFLICT_BACKOFF_MAX_MS: u64 = 32;
 
 /// An `Idempotency-Key` and the request it came with, scoped to the caller's key.
 #[derive(Debug, Clone)]
@@ -143,6 +146,12 @@ impl<S: Store> Engine<S> {
         loop {
             match self.store.write(make()).await {
                 Err(AppError::Store(StoreError::Conflict(_))) if attempt < CONFLICT_RETRIES => {
+                    // The first retry is immediate: a lost uniqueness race is answered by
+                    // replaying the winner. Later ones wait for the lock holder to commit.
+                    if attempt > 0 {
+                        let ms = (1u64 << attempt.min(6)).min(CONFLICT_BACKOFF_MAX_MS);
+                        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+                    }
                     attempt += 1
                 }
                 other => return other,
@@ -673,16 +682,19 @@ impl<S: Store> Engine<S> {
             store_id: None,
             created_at: self.now(),
         };
-        self.store
-            .write(job(move |tx| {
+        // Replicas starting together race to insert it: the loser's retry finds it.
+        self.write_retrying(|| {
+            let record = record.clone();
+            job(move |tx| {
                 Box::pin(async move {
                     if tx.api_key_by_hash(&record.secret_sha256).await?.is_none() {
                         tx.insert_api_key(&record).await?;
                     }
                     Ok(())
                 })
-            }))
-            .await
+            })
+        })
+        .await
     }
 
     pub async fn authenticate(&self, secret: &str) -> AppResult<Option<ApiKeyRecord>> {

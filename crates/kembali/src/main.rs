@@ -18,7 +18,6 @@ use kembali_core::ids::{Channel, StoreId};
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
-use store::Backend;
 use tracing_subscriber::EnvFilter;
 
 /// mimalloc: requests are built on tokio's threads and dropped on the store's writer
@@ -50,7 +49,8 @@ enum Command {
 
 #[derive(Args)]
 struct DbArgs {
-    /// Database URL: `sqlite://path` (or `sqlite:path`); `postgres://...` is not built yet.
+    /// Database URL: `sqlite://path` (or `sqlite:path`) for the embedded store, or
+    /// `postgres://user@host:port/db` to run as one of N stateless replicas.
     #[arg(
         long,
         env = "KEMBALI_DATABASE_URL",
@@ -142,21 +142,24 @@ async fn main() -> ExitCode {
 
 async fn run(command: Command) -> Result<()> {
     match command {
-        Command::Serve(args) => match store::open(&args.db.db)? {
-            Backend::Sqlite(s) => serve::run(Arc::new(s), args).await,
-        },
+        Command::Serve(args) => {
+            with_store!(store::open(&args.db.db).await?, |s| serve::run(Arc::new(s), args).await)
+        }
         Command::Migrate(db) => {
-            match store::open(&db.db)? {
-                Backend::Sqlite(s) => s.ping().await.context("checking the database")?,
-            }
+            with_store!(store::open(&db.db).await?, |s| s
+                .ping()
+                .await
+                .context("checking the database")?);
             tracing::info!(db = %db.db, "database is up to date");
             Ok(())
         }
         Command::Keys {
             command: KeysCommand::Create(args),
-        } => match store::open(&args.db.db)? {
-            Backend::Sqlite(s) => create_key(Arc::new(s), args).await,
-        },
+        } => with_store!(store::open(&args.db.db).await?, |s| create_key(
+            Arc::new(s),
+            args
+        )
+        .await),
         Command::Bench(args) => bench::run(args).await,
     }
 }

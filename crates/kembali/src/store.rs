@@ -2,17 +2,30 @@
 //! every backend.
 
 use anyhow::{bail, Context, Result};
+use kembali_store_postgres::{PgConfig, PgStore};
 use kembali_store_sqlite::SqliteStore;
 
-/// An opened store, one variant per adapter. Commands are generic over `Store` and match
-/// on this once.
+/// An opened store, one variant per adapter. Commands are generic over `Store` and pick the
+/// variant once, through [`with_store!`](crate::with_store).
 pub enum Backend {
     Sqlite(SqliteStore),
+    Postgres(PgStore),
+}
+
+/// Runs `$body` with `$s` bound to the concrete store inside `$backend`.
+#[macro_export]
+macro_rules! with_store {
+    ($backend:expr, |$s:ident| $body:expr) => {
+        match $backend {
+            $crate::store::Backend::Sqlite($s) => $body,
+            $crate::store::Backend::Postgres($s) => $body,
+        }
+    };
 }
 
 /// Opens the store `url` names, running its migrations. Must run inside the tokio runtime
-/// (the SQLite adapter starts its writer thread there).
-pub fn open(url: &str) -> Result<Backend> {
+/// (the adapters start their writers there).
+pub async fn open(url: &str) -> Result<Backend> {
     let scheme = url.split_once(':').map(|(s, _)| s).unwrap_or("");
     match scheme {
         "sqlite" => {
@@ -22,9 +35,12 @@ pub fn open(url: &str) -> Result<Backend> {
                 .with_context(|| format!("opening SQLite database {}", path.display()))?;
             Ok(Backend::Sqlite(store))
         }
-        "postgres" | "postgresql" => bail!("PostgreSQL support is not built yet"),
-        _ => bail!(
-            "unsupported database URL {url:?}: use sqlite://PATH (PostgreSQL is not built yet)"
-        ),
+        "postgres" | "postgresql" => {
+            let store = PgStore::connect(url, PgConfig::default())
+                .await
+                .context("connecting to PostgreSQL")?;
+            Ok(Backend::Postgres(store))
+        }
+        _ => bail!("unsupported database URL {url:?}: use sqlite://PATH or postgres://HOST/DB"),
     }
 }

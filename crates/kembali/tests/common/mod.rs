@@ -2,6 +2,8 @@
 //! server on a real port, and an HTTP call.
 #![allow(dead_code)]
 
+pub mod load;
+
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
