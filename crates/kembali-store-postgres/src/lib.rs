@@ -122,17 +122,18 @@ impl PgStore {
             // Durable commits whatever the server's default: an acknowledged write is on disk.
             .options([("synchronous_commit", "on")])
             .disable_statement_logging();
-        let pool = |size: u32| {
+        let pool = |size: u32, ping: bool| {
             PgPoolOptions::new()
                 .max_connections(size)
                 .acquire_timeout(config.acquire_timeout)
-                // A broken connection surfaces as an error on use and is then dropped; a
-                // ping before every use would add a round trip to every request.
-                .test_before_acquire(false)
+                .test_before_acquire(ping)
                 .connect_lazy_with(options.clone())
         };
-        let writes = pool(config.writers as u32);
-        let reads = pool(config.readers);
+        // Writers take a connection per batch, so a ping before each is cheap and makes a
+        // database that came back usable at once. Readers take one per request: a ping
+        // would double their round trips; a broken one fails one read and is closed.
+        let writes = pool(config.writers as u32, true);
+        let reads = pool(config.readers, false);
         MIGRATOR
             .run(&writes)
             .await

@@ -22,7 +22,7 @@ use kembali_app::clock::SystemClock;
 use kembali_app::model::{
     Caller, OrderLineRequest, OrderRequest, ProgramRequest, RedemptionRequest,
 };
-use kembali_app::store::Role;
+use kembali_app::store::{Role, Store};
 use kembali_app::Engine;
 use kembali_core::ids::Channel;
 use kembali_http::AppState;
@@ -41,12 +41,12 @@ const RAW_BATCH: usize = 1_000;
 /// The one-commit-per-row run stops at this many rows even if time is left.
 const RAW_PER_COMMIT_MAX_ROWS: usize = 100_000;
 /// Each benchmark order has this many lines.
-const LINES_PER_ORDER: usize = 3;
+pub(crate) const LINES_PER_ORDER: usize = 3;
 /// What each one-step redemption spends, and on an order of what total (minor units).
-const REDEEM_AMOUNT_MINOR: i64 = 100;
+pub(crate) const REDEEM_AMOUNT_MINOR: i64 = 100;
 const REDEEM_ORDER_TOTAL_MINOR: i64 = 10_000;
 /// The total of each order that seeds the wallets of the redemption phase.
-const SEED_ORDER_TOTAL_MINOR: i64 = 1_000_000;
+pub(crate) const SEED_ORDER_TOTAL_MINOR: i64 = 1_000_000;
 /// Latencies are recorded in microseconds up to this bound (one minute).
 const MAX_LATENCY_US: u64 = 60_000_000;
 
@@ -242,7 +242,7 @@ pub struct Latency {
 }
 
 impl Latency {
-    fn of(h: &Histogram<u64>) -> Latency {
+    pub(crate) fn of(h: &Histogram<u64>) -> Latency {
         Latency {
             count: h.len(),
             mean_us: if h.is_empty() { 0.0 } else { h.mean() },
@@ -480,7 +480,7 @@ pub async fn collect(args: &BenchArgs) -> Result<Report> {
     })
 }
 
-fn progress(msg: &str) {
+pub(crate) fn progress(msg: &str) {
     eprintln!("[bench] {msg}");
 }
 
@@ -495,18 +495,18 @@ fn ratio(a: f64, b: f64) -> Option<f64> {
     (b > 0.0).then(|| a / b)
 }
 
-fn latency_histogram() -> Histogram<u64> {
+pub(crate) fn latency_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).expect("valid histogram bounds")
 }
 
-fn record(h: &mut Histogram<u64>, d: Duration) {
+pub(crate) fn record(h: &mut Histogram<u64>, d: Duration) {
     let us = u64::try_from(d.as_micros())
         .unwrap_or(MAX_LATENCY_US)
         .clamp(1, MAX_LATENCY_US);
     h.record(us).expect("value within the bounds");
 }
 
-fn per_second(n: usize, d: Duration) -> f64 {
+pub(crate) fn per_second(n: usize, d: Duration) -> f64 {
     n as f64 / d.as_secs_f64().max(1e-9)
 }
 
@@ -625,8 +625,8 @@ async fn open_engine(path: &Path) -> Result<Engine<SqliteStore>> {
 }
 
 /// Posts bench order `i` of `prefix` through the use-case layer.
-async fn post_order(
-    engine: &Engine<SqliteStore>,
+pub(crate) async fn post_order<S: Store>(
+    engine: &Engine<S>,
     prefix: &str,
     i: usize,
     customer: String,
@@ -642,12 +642,17 @@ async fn post_order(
         .map_err(|e| format!("{e:?}"))
 }
 
-fn customer_id(i: usize, customers: usize) -> String {
+pub(crate) fn customer_id(i: usize, customers: usize) -> String {
     format!("cust-{:05}", i % customers)
 }
 
 /// A three-line basket; prices vary with `i` so the orders are not all identical.
-fn order_request(prefix: &str, i: usize, customer: String, total_hint: i64) -> OrderRequest {
+pub(crate) fn order_request(
+    prefix: &str,
+    i: usize,
+    customer: String,
+    total_hint: i64,
+) -> OrderRequest {
     let categories = ["grocery", "apparel", "home"];
     let base = total_hint / LINES_PER_ORDER as i64;
     let lines = (0..LINES_PER_ORDER)
@@ -677,17 +682,17 @@ fn order_request(prefix: &str, i: usize, customer: String, total_hint: i64) -> O
 }
 
 /// What a pool of closed-loop workers measured.
-struct Closed {
-    ok: usize,
-    errors: usize,
-    first_error: Option<String>,
-    took: Duration,
-    latency: Histogram<u64>,
+pub(crate) struct Closed {
+    pub(crate) ok: usize,
+    pub(crate) errors: usize,
+    pub(crate) first_error: Option<String>,
+    pub(crate) took: Duration,
+    pub(crate) latency: Histogram<u64>,
 }
 
 /// Runs `n` calls of `call(i)` from `clients` concurrent tasks, each waiting for its answer
 /// before sending the next (closed loop: the throughput the system sustains).
-async fn closed_loop<F, Fut>(n: usize, clients: usize, call: F) -> Closed
+pub(crate) async fn closed_loop<F, Fut>(n: usize, clients: usize, call: F) -> Closed
 where
     F: Fn(usize) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = std::result::Result<(), String>> + Send + 'static,
@@ -797,15 +802,15 @@ async fn engine_orders(db: &Path, args: &BenchArgs) -> Result<IngestReport> {
 }
 
 /// The real router served in-process on an ephemeral port.
-struct Server {
-    base: String,
-    admin_key: String,
+pub(crate) struct Server {
+    pub(crate) base: String,
+    pub(crate) admin_key: String,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 impl Server {
-    async fn start(engine: &Engine<SqliteStore>) -> Result<Server> {
+    pub(crate) async fn start<S: Store>(engine: &Engine<S>) -> Result<Server> {
         let (admin_key, _) = engine.create_api_key(Role::Admin, None, None).await?;
         let state = AppState::new(engine.clone(), None, None);
         let app = kembali_http::router(state);
@@ -828,7 +833,7 @@ impl Server {
     }
 
     /// Stops the server; call after the clients are dropped so keep-alive connections close.
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         let _ = self.stop.send(());
         let abort = self.task.abort_handle();
         if tokio::time::timeout(Duration::from_secs(5), self.task)
@@ -840,7 +845,7 @@ impl Server {
     }
 }
 
-fn http_client(clients: usize) -> Result<reqwest::Client> {
+pub(crate) fn http_client(clients: usize) -> Result<reqwest::Client> {
     Ok(reqwest::Client::builder()
         .pool_max_idle_per_host(clients.max(1) * 4)
         .pool_idle_timeout(Duration::from_secs(90))
@@ -850,7 +855,7 @@ fn http_client(clients: usize) -> Result<reqwest::Client> {
 }
 
 /// Sends a JSON POST and reads the whole answer (so the connection goes back to the pool).
-async fn post_json<T: Serialize + ?Sized>(
+pub(crate) async fn post_json<T: Serialize + ?Sized>(
     client: &reqwest::Client,
     url: &str,
     key: &str,
@@ -900,13 +905,13 @@ async fn http_orders(db: &Path, args: &BenchArgs, n: usize) -> Result<IngestRepo
 // ---------------------------------------------------------------- phase 4: redemptions
 
 /// What an open-loop run measured.
-struct Open {
-    sent: u64,
-    ok: u64,
-    errors: u64,
-    first_error: Option<String>,
-    took: Duration,
-    latency: Histogram<u64>,
+pub(crate) struct Open {
+    pub(crate) sent: u64,
+    pub(crate) ok: u64,
+    pub(crate) errors: u64,
+    pub(crate) first_error: Option<String>,
+    pub(crate) took: Duration,
+    pub(crate) latency: Histogram<u64>,
     from_schedule: Histogram<u64>,
     lag_max: Duration,
 }
@@ -914,7 +919,7 @@ struct Open {
 /// Sends `rate` requests per second for `seconds`, each on its own task, on a fixed
 /// schedule that never waits for answers (open loop: slow answers cannot slow the sender,
 /// so they show in the latency instead of hiding in a lower rate).
-async fn open_loop<F, Fut>(rate: u32, seconds: u64, send: F) -> Open
+pub(crate) async fn open_loop<F, Fut>(rate: u32, seconds: u64, send: F) -> Open
 where
     F: Fn(u64) -> Fut,
     Fut: Future<Output = std::result::Result<(), String>> + Send + 'static,
@@ -997,7 +1002,7 @@ fn steady_report(via: &'static str, args: &BenchArgs, o: Open) -> SteadyReport {
     r
 }
 
-fn redemption_request(via: &str, i: u64, customers: usize) -> RedemptionRequest {
+pub(crate) fn redemption_request(via: &str, i: u64, customers: usize) -> RedemptionRequest {
     let i = usize::try_from(i).unwrap_or(usize::MAX);
     RedemptionRequest {
         redemption_id: Some(format!("rdm-{via}-{i}")),
@@ -1009,6 +1014,55 @@ fn redemption_request(via: &str, i: u64, customers: usize) -> RedemptionRequest 
         store_id: None,
         capture: true,
     }
+}
+
+/// One one-step redemption (hold + capture) of bench request `i` through the use-case layer.
+pub(crate) async fn redeem<S: Store>(
+    engine: &Engine<S>,
+    via: &'static str,
+    i: u64,
+    customers: usize,
+) -> Result<(), String> {
+    let parsed = redemption_request(via, i, customers)
+        .parse(&Caller::default(), || "rdm-unused".to_string())
+        .map_err(|e| format!("{e:?}"))?;
+    engine
+        .redeem(parsed, None)
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("{e:?}"))
+}
+
+/// Posts `orders` large orders spread over `customers` wallets, to give them cashback.
+pub(crate) async fn seed_wallets<S: Store>(
+    engine: &Engine<S>,
+    orders: usize,
+    clients: usize,
+    customers: usize,
+) -> Result<()> {
+    let e = engine.clone();
+    let seeded = closed_loop(orders, clients, move |i| {
+        let engine = e.clone();
+        async move {
+            post_order(
+                &engine,
+                "seed",
+                i,
+                customer_id(i, customers),
+                SEED_ORDER_TOTAL_MINOR,
+            )
+            .await
+        }
+    })
+    .await;
+    if seeded.errors > 0 {
+        bail!(
+            "seeding failed: {} errors, first: {}",
+            seeded.errors,
+            seeded.first_error.unwrap_or_default()
+        );
+    }
+    Ok(())
 }
 
 /// Seeds every customer with available cashback, then runs the steady-rate redemptions
@@ -1040,28 +1094,7 @@ async fn steady_redemptions(
     progress(&format!(
         "  seeding {customers} wallets with {seed_orders} orders"
     ));
-    let e = engine.clone();
-    let seeded = closed_loop(seed_orders, args.clients, move |i| {
-        let engine = e.clone();
-        async move {
-            post_order(
-                &engine,
-                "seed",
-                i,
-                customer_id(i, customers),
-                SEED_ORDER_TOTAL_MINOR,
-            )
-            .await
-        }
-    })
-    .await;
-    if seeded.errors > 0 {
-        bail!(
-            "seeding failed: {} errors, first: {}",
-            seeded.errors,
-            seeded.first_error.unwrap_or_default()
-        );
-    }
+    seed_wallets(&engine, seed_orders, args.clients, customers).await?;
     let matured = engine.run_due_work(engine.now()).await?;
     progress(&format!("  {matured} wallets settled (cashback available)"));
 
@@ -1093,17 +1126,7 @@ async fn steady_redemptions(
 
     let direct = open_loop(args.rate, args.seconds, |i| {
         let engine = engine.clone();
-        let req = redemption_request("engine", i, customers);
-        async move {
-            let parsed = req
-                .parse(&Caller::default(), || "rdm-unused".to_string())
-                .map_err(|e| format!("{e:?}"))?;
-            engine
-                .redeem(parsed, None)
-                .await
-                .map(|_| ())
-                .map_err(|e| format!("{e:?}"))
-        }
+        async move { redeem(&engine, "engine", i, customers).await }
     })
     .await;
     let direct = steady_report("use-case layer", args, direct);
@@ -1217,7 +1240,7 @@ fn db_bytes(db: &Path) -> u64 {
 // ---------------------------------------------------------------- text report
 
 /// A number with thousands separators and no decimals.
-fn fmt_f(v: f64) -> String {
+pub(crate) fn fmt_f(v: f64) -> String {
     let n = v.round() as i64;
     let digits = n.unsigned_abs().to_string();
     let mut out = String::new();

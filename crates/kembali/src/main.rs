@@ -5,6 +5,7 @@
 //! is printed once, as the last line on stdout, for the operator to copy).
 
 mod bench;
+mod bench_pg;
 mod serve;
 mod store;
 
@@ -45,6 +46,10 @@ enum Command {
     },
     /// Measure throughput, latency and memory on this machine (durable SQLite).
     Bench(bench::BenchArgs),
+    /// Kembali on PostgreSQL against pgbench TPC-B on the same server, in one run. Creates
+    /// and drops its own databases on the server KEMBALI_TEST_PG_URL names (default: the
+    /// local one as user postgres).
+    BenchPg(bench_pg::BenchPgArgs),
 }
 
 #[derive(Args)]
@@ -127,7 +132,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     // The bench would otherwise log every one of its requests and measure the logging.
     init_logging(match cli.command {
-        Command::Bench(_) => "warn",
+        Command::Bench(_) | Command::BenchPg(_) => "warn",
         _ => "info",
     });
     match run(cli.command).await {
@@ -143,7 +148,11 @@ async fn main() -> ExitCode {
 async fn run(command: Command) -> Result<()> {
     match command {
         Command::Serve(args) => {
-            with_store!(store::open(&args.db.db).await?, |s| serve::run(Arc::new(s), args).await)
+            with_store!(store::open(&args.db.db).await?, |s| serve::run(
+                Arc::new(s),
+                args
+            )
+            .await)
         }
         Command::Migrate(db) => {
             with_store!(store::open(&db.db).await?, |s| s
@@ -161,6 +170,7 @@ async fn run(command: Command) -> Result<()> {
         )
         .await),
         Command::Bench(args) => bench::run(args).await,
+        Command::BenchPg(args) => bench_pg::run(args).await,
     }
 }
 

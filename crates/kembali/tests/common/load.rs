@@ -3,8 +3,8 @@
 //! a server acknowledged; and the checks that all acknowledged work is in the store and
 //! every invariant holds.
 
-use kembali_app::store::{job, OrderKey, Store};
 use kembali_app::clock::SystemClock;
+use kembali_app::store::{job, OrderKey, Store};
 use kembali_app::Engine;
 use kembali_core::ids::{Channel, CustomerId, OrderId, RedemptionId, ReturnId};
 use rand::rngs::StdRng;
@@ -112,7 +112,9 @@ async fn one_op(s: &Shared, op: usize, seed: u64, wallets: usize) {
         };
         match status {
             200..=299 => {
-                let cashback = v["cashback_minor"].as_i64().expect("cashback in the receipt");
+                let cashback = v["cashback_minor"]
+                    .as_i64()
+                    .expect("cashback in the receipt");
                 s.acked
                     .lock()
                     .unwrap()
@@ -146,7 +148,11 @@ async fn one_op(s: &Shared, op: usize, seed: u64, wallets: usize) {
             .send(replica, &format!("/v1/orders/{order_id}/returns"), &body)
             .await
         {
-            s.acked.lock().unwrap().returns.insert((order_id, return_id));
+            s.acked
+                .lock()
+                .unwrap()
+                .returns
+                .insert((order_id, return_id));
         }
     } else if roll < 80 {
         let id = format!("h{op}");
@@ -165,7 +171,10 @@ async fn one_op(s: &Shared, op: usize, seed: u64, wallets: usize) {
             .redemptions
             .insert(id.clone(), state);
         if !capture {
-            s.open_holds.lock().unwrap().push((id.clone(), body.clone()));
+            s.open_holds
+                .lock()
+                .unwrap()
+                .push((id.clone(), body.clone()));
         }
         if rng.random_bool(0.2) {
             // The same hold sent again to another replica: answered, never held twice.
@@ -288,7 +297,10 @@ pub async fn verify<S: Store>(store: S, acked: &Acked, wallets: usize, strict: b
                 }))
                 .await
                 .expect("read");
-            assert!(channels.is_empty(), "order {order_id} was refused yet exists");
+            assert!(
+                channels.is_empty(),
+                "order {order_id} was refused yet exists"
+            );
         }
     }
     for (order_id, return_id) in &acked.returns {
@@ -304,7 +316,10 @@ pub async fn verify<S: Store>(store: S, acked: &Acked, wallets: usize, strict: b
             }))
             .await
             .expect("read");
-        assert!(found.is_some(), "acknowledged return {return_id} is missing");
+        assert!(
+            found.is_some(),
+            "acknowledged return {return_id} is missing"
+        );
     }
     for (id, state) in &acked.redemptions {
         let rid = RedemptionId::parse(id).unwrap();
@@ -326,10 +341,16 @@ pub async fn verify<S: Store>(store: S, acked: &Acked, wallets: usize, strict: b
     let mut earned_orders = 0;
     for w in 0..wallets {
         let customer = CustomerId::parse(format!("c{w:02}")).unwrap();
-        let breaches = engine.check_customer(customer.clone()).await.expect("check");
+        let breaches = engine
+            .check_customer(customer.clone())
+            .await
+            .expect("check");
         if breaches == [format!("{customer}: missing")] {
             let had_orders = acked.orders.values().any(|(c, _)| c == customer.as_str());
-            assert!(!had_orders, "{customer} had acknowledged orders but is missing");
+            assert!(
+                !had_orders,
+                "{customer} had acknowledged orders but is missing"
+            );
             continue;
         }
         assert!(breaches.is_empty(), "{customer}: {breaches:?}");
