@@ -34,14 +34,17 @@ impl FrequencyRecency {
         }
     }
 
+    /// x: the number of repeat purchases.
     pub fn x(&self) -> u32 {
         self.x
     }
 
+    /// t_x: periods from the first purchase to the last one.
     pub fn t_x(&self) -> f64 {
         self.t_x
     }
 
+    /// T: periods from the first purchase to the end of the calibration period.
     pub fn t(&self) -> f64 {
         self.t
     }
@@ -57,6 +60,7 @@ pub struct BgNbdParams {
 }
 
 impl BgNbdParams {
+    /// Checks that every parameter is finite and positive.
     pub fn new(r: f64, alpha: f64, a: f64, b: f64) -> Result<Self, BgNbdError> {
         if [r, alpha, a, b].iter().all(|p| p.is_finite() && *p > 0.0) {
             Ok(BgNbdParams { r, alpha, a, b })
@@ -108,6 +112,7 @@ pub enum BgNbdError {
 /// The result of [`fit`]: the maximum-likelihood parameters and the log-likelihood there.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BgNbdFit {
+    /// The maximum-likelihood (r, α, a, b).
     pub params: BgNbdParams,
     /// Σ over customers of ln L(r, α, a, b | x, t_x, T), with L as in [`log_likelihood`].
     pub log_likelihood: f64,

@@ -17,13 +17,16 @@ pub struct CdnowRecord {
     pub customer_id: u32,
     /// Customer id in the sample (`0001` → 1): the `ID` of the published summaries.
     pub sample_id: u32,
+    /// The day of the transaction.
     pub date: NaiveDate,
+    /// Number of CDs bought.
     pub cds: u32,
     /// The dollar value in cents, parsed exactly from its decimal text (`29.33` → 2933).
     pub value_minor: i64,
 }
 
 impl CdnowRecord {
+    /// The transaction as a purchase (day and value) for [`super::rfm::summarise`].
     pub fn purchase(&self) -> Purchase {
         Purchase {
             date: self.date,
@@ -36,7 +39,9 @@ impl CdnowRecord {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("line {line}: {problem}")]
 pub struct CdnowError {
+    /// The line number the caller gave.
     pub line: usize,
+    /// What is wrong with it.
     pub problem: CdnowProblem,
 }
 

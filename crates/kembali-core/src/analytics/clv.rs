@@ -24,9 +24,13 @@ use crate::money::BasisPoints;
 /// Both money results are rounded once, from the unrounded product.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ClvPrediction {
+    /// E[Y(h) | x, t_x, T].
     pub expected_purchases: f64,
+    /// E[Z | x, z̄] in minor units, unrounded.
     pub expected_spend_minor: f64,
+    /// Purchases × spend, rounded half to even to a minor unit.
     pub expected_revenue_minor: i64,
+    /// Purchases × spend × margin, rounded half to even to a minor unit: the predicted CLV.
     pub expected_margin_minor: i64,
 }
 

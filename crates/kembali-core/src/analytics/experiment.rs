@@ -112,14 +112,17 @@ impl SampleStats {
         SampleStats::new(n, mean, m2 / (n - 1) as f64)
     }
 
+    /// The number of observations.
     pub fn n(&self) -> u64 {
         self.n
     }
 
+    /// Their mean ȳ.
     pub fn mean(&self) -> f64 {
         self.mean
     }
 
+    /// Their unbiased variance s².
     pub fn variance(&self) -> f64 {
         self.variance
     }
@@ -135,13 +138,21 @@ impl SampleStats {
 ///   quantile of T_df: the `confidence` (e.g. 0.95) interval of the difference.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct WelchTest {
+    /// ȳ_treatment − ȳ_holdout.
     pub difference: f64,
+    /// √(s_t²/n_t + s_h²/n_h).
     pub standard_error: f64,
+    /// Welch–Satterthwaite degrees of freedom.
     pub degrees_of_freedom: f64,
+    /// difference / standard_error.
     pub t_statistic: f64,
+    /// Two-sided p-value.
     pub p_value: f64,
+    /// The interval's confidence level, e.g. 0.95.
     pub confidence: f64,
+    /// Lower end of the interval of the difference.
     pub ci_low: f64,
+    /// Upper end of the interval of the difference.
     pub ci_high: f64,
 }
 
@@ -190,10 +201,15 @@ pub fn welch(
 ///   experiment's effects should not be trusted until the cause is found.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SampleRatioCheck {
+    /// N (1 − s): treated customers expected.
     pub expected_treatment: f64,
+    /// N s: held-out customers expected.
     pub expected_holdout: f64,
+    /// Pearson's statistic.
     pub chi_squared: f64,
+    /// P(χ²₁ > chi_squared).
     pub p_value: f64,
+    /// p_value < [`SRM_ALPHA`].
     pub mismatch: bool,
 }
 
@@ -206,7 +222,7 @@ pub fn sample_ratio_mismatch(
     if holdout_share.0 == 0 || holdout_share.0 >= 10_000 {
         return Err(ExperimentError::InvalidShare);
     }
-    let total = (treatment + holdout) as f64;
+    let total = treatment as f64 + holdout as f64;
     if total == 0.0 {
         return Err(ExperimentError::NoCustomers);
     }
@@ -245,9 +261,13 @@ pub fn sample_ratio_mismatch(
 pub struct RoiEstimate {
     /// M rounded half to even to a whole minor unit.
     pub incremental_margin_minor: i64,
+    /// (M − C) / C at the estimated Δ.
     pub roi: f64,
+    /// ROI at the lower end of Δ's interval.
     pub ci_low: f64,
+    /// ROI at the upper end of Δ's interval.
     pub ci_high: f64,
+    /// The confidence level of the Welch interval it comes from.
     pub confidence: f64,
 }
 

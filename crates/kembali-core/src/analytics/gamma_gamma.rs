@@ -29,10 +29,12 @@ impl SpendHistory {
         }
     }
 
+    /// x: the number of repeat purchases.
     pub fn x(&self) -> u32 {
         self.x
     }
 
+    /// z̄: their mean value, in minor units.
     pub fn zbar_minor(&self) -> f64 {
         self.zbar_minor
     }
@@ -47,6 +49,7 @@ pub struct GammaGammaParams {
 }
 
 impl GammaGammaParams {
+    /// Checks that every parameter is finite and positive; γ in minor units.
     pub fn new(p: f64, q: f64, gamma_minor: f64) -> Result<Self, GammaGammaError> {
         if [p, q, gamma_minor]
             .iter()
@@ -98,9 +101,11 @@ pub enum GammaGammaError {
 /// The result of [`fit`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct GammaGammaFit {
+    /// The maximum-likelihood (p, q, γ).
     pub params: GammaGammaParams,
     /// Σ ln f(z̄ | x) with f as in [`log_likelihood`], z̄ in minor units.
     pub log_likelihood: f64,
+    /// Likelihood evaluations the optimiser made.
     pub evaluations: u32,
 }
 

@@ -13,7 +13,9 @@ use std::collections::BTreeMap;
 /// customer paid, in minor units.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Purchase {
+    /// The calendar day of the purchase.
     pub date: NaiveDate,
+    /// What was paid, in minor units; not negative.
     pub value_minor: i64,
 }
 
@@ -25,7 +27,9 @@ pub struct TimeUnit {
 }
 
 impl TimeUnit {
+    /// Periods of one day.
     pub const DAY: TimeUnit = TimeUnit { length_days: 1 };
+    /// Periods of seven days, as in the BG/NBD and Gamma-Gamma papers.
     pub const WEEK: TimeUnit = TimeUnit { length_days: 7 };
 
     /// A period of `length_days` days; `None` for zero.
@@ -33,6 +37,7 @@ impl TimeUnit {
         (length_days > 0).then_some(TimeUnit { length_days })
     }
 
+    /// The number of days in one period.
     pub fn length_days(self) -> u32 {
         self.length_days
     }
@@ -67,11 +72,17 @@ pub enum RfmError {
 ///   value is excluded, as in the Gamma-Gamma paper).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RfmSummary {
+    /// The first purchase day.
     pub first_purchase: NaiveDate,
+    /// x: purchase days after the first, up to the calibration end.
     pub repeat_days: u32,
+    /// Days from the first purchase day to the last one.
     pub recency_days: i64,
+    /// Days from the first purchase day to the calibration end.
     pub age_days: i64,
+    /// Summed value of the repeat purchase days, in minor units.
     pub repeat_value_minor: i64,
+    /// The period in which [`RfmSummary::t_x`] and [`RfmSummary::t`] are measured.
     pub unit: TimeUnit,
 }
 
