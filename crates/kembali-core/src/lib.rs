@@ -1,7 +1,8 @@
 //! The pure core of Kembali: money, program settings, orders, the cashback function, ledger
-//! postings and the rules that move lots. No I/O, no clock reads, no randomness: every
-//! instant and every id comes in as an argument.
+//! postings, the rules that move lots and the statistics that measure the program. No I/O,
+//! no clock reads, no randomness: every instant and every id comes in as an argument.
 
+pub mod analytics;
 pub mod cashback;
 pub mod ids;
 pub mod ledger;
