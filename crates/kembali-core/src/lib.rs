@@ -2,6 +2,7 @@
 //! postings and the rules that move lots. No I/O, no clock reads, no randomness: every
 //! instant and every id comes in as an argument.
 
+pub mod campaign;
 pub mod cashback;
 pub mod ids;
 pub mod ledger;
