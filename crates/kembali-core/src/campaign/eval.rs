@@ -8,13 +8,15 @@
 //! are built only for the campaigns that win.
 
 use super::rules::{
-    Birthday, CampaignSet, CampaignVersion, Caps, Excluded, Funding, Reward, StackingMode,
-    BASE_RATE_ID,
+    Birthday, CampaignSet, CampaignVersion, Caps, Excluded, Funding, LineSymbols, Reward,
+    StackingMode, BASE_RATE_ID,
 };
 use super::time::{days_from_birthday, Moment};
 use crate::cashback::{Breakdown, LineCashback, RuleApplied};
 use crate::ids::{CampaignId, Category, PartnerId, Segment};
-use crate::money::{format_minor, largest_remainder, round_half_even, BasisPoints};
+use crate::money::{
+    format_minor, largest_remainder_into, push_minor, round_half_even, BasisPoints,
+};
 use crate::order::{Order, OrderLine};
 use crate::program::ProgramSettings;
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
@@ -125,44 +127,75 @@ pub struct Evaluation {
 /// The base rate ranks below every campaign priority.
 const BASE_PRIORITY: i64 = -1;
 
+/// One line's amounts, computed once per order.
+struct LineFacts<'o> {
+    net: i64,
+    redeemed: i64,
+    /// net − redeemed: what cashback is computed on.
+    eligible: i64,
+    /// A program-wide exclusion that hits the line.
+    excluded: Option<Excluded<'o>>,
+}
+
 /// Per-order facts computed once and shared by every campaign.
 struct Prep<'o> {
     order: &'o Order,
-    nets: Vec<i64>,
-    redeemed: Vec<i64>,
-    eligible: Vec<i64>,
-    program_excluded: Vec<Option<Excluded<'o>>>,
+    lines: Vec<LineFacts<'o>>,
+    /// Each line's category and SKU symbols and the range of its tags in `tags`.
+    symbols: Vec<(u32, u32, usize, usize)>,
+    tags: Vec<u32>,
     /// Eligible amount of the lines no program-wide exclusion hits.
     eligible_open: i64,
     moment: Moment,
 }
 
 impl<'o> Prep<'o> {
+    fn line_symbols(&self, i: usize) -> LineSymbols<'_> {
+        let (category, sku, start, end) = self.symbols[i];
+        LineSymbols {
+            category,
+            sku,
+            tags: &self.tags[start..end],
+        }
+    }
+
     fn new(order: &'o Order, ctx: &EvalContext<'_>) -> Self {
         let nets: Vec<i64> = order.lines.iter().map(OrderLine::net_minor).collect();
-        let redeemed = if ctx.redeemed_minor == 0 {
-            vec![0; nets.len()]
-        } else {
-            largest_remainder(ctx.redeemed_minor, &nets)
-        };
-        let eligible: Vec<i64> = nets.iter().zip(&redeemed).map(|(n, r)| n - r).collect();
-        let program_excluded: Vec<_> = order
+        let mut redeemed = vec![0; nets.len()];
+        if ctx.redeemed_minor != 0 {
+            largest_remainder_into(ctx.redeemed_minor, &nets, &mut redeemed);
+        }
+        let lines: Vec<LineFacts<'o>> = order
             .lines
             .iter()
-            .map(|l| ctx.campaigns.exclusions.excludes(l))
+            .zip(nets.iter().zip(&redeemed))
+            .map(|(l, (net, red))| LineFacts {
+                net: *net,
+                redeemed: *red,
+                eligible: net - red,
+                excluded: ctx.campaigns.exclusions.excludes(l),
+            })
             .collect();
-        let eligible_open = eligible
+        let eligible_open = lines
             .iter()
-            .zip(&program_excluded)
-            .filter(|(_, x)| x.is_none())
-            .map(|(e, _)| e)
+            .filter(|l| l.excluded.is_none())
+            .map(|l| l.eligible)
             .sum();
+        let mut tags = Vec::new();
+        let symbols = order
+            .lines
+            .iter()
+            .map(|l| {
+                let start = tags.len();
+                let (category, sku) = ctx.campaigns.symbols.of_line(l, &mut tags);
+                (category, sku, start, tags.len())
+            })
+            .collect();
         Prep {
             order,
-            nets,
-            redeemed,
-            eligible,
-            program_excluded,
+            lines,
+            symbols,
+            tags,
             eligible_open,
             moment: Moment::new(ctx.at, ctx.zone),
         }
@@ -261,7 +294,7 @@ fn assess<'c>(
         ),
         _ => None,
     };
-    let eligible = campaign_eligible(prep, v, favourite);
+    let eligible = campaign_eligible(prep, ctx, index, favourite);
     if eligible < r.conditions.min_eligible_order_minor {
         return None;
     }
@@ -368,26 +401,33 @@ fn order_matches(v: &CampaignVersion, prep: &Prep<'_>, ctx: &EvalContext<'_>) ->
     true
 }
 
-/// Whether line `i` earns from campaign `v`: not excluded program-wide, targeted by the
-/// campaign's line filter, not excluded by the campaign, and in the favourite category when
-/// the reward asks for it.
-fn earns(prep: &Prep<'_>, v: &CampaignVersion, favourite: Option<&Category>, i: usize) -> bool {
-    let line = &prep.order.lines[i];
-    let k = &v.rules.conditions;
-    prep.program_excluded[i].is_none()
-        && k.lines.targets(line)
-        && k.exclude.excludes(line).is_none()
-        && favourite.is_none_or(|f| *f == line.category)
+/// Whether line `i` earns from campaign `c` (index into the set): not excluded
+/// program-wide, targeted by the campaign's line filter, not excluded by the campaign, and
+/// in the favourite category when the reward asks for it.
+fn earns(
+    prep: &Prep<'_>,
+    ctx: &EvalContext<'_>,
+    c: usize,
+    favourite: Option<&Category>,
+    i: usize,
+) -> bool {
+    prep.lines[i].excluded.is_none()
+        && ctx.campaigns.compiled[c].earns(prep.line_symbols(i))
+        && favourite.is_none_or(|f| *f == prep.order.lines[i].category)
 }
 
-fn campaign_eligible(prep: &Prep<'_>, v: &CampaignVersion, favourite: Option<&Category>) -> i64 {
-    let k = &v.rules.conditions;
-    if k.lines.is_any() && k.exclude.is_empty() && favourite.is_none() {
+fn campaign_eligible(
+    prep: &Prep<'_>,
+    ctx: &EvalContext<'_>,
+    c: usize,
+    favourite: Option<&Category>,
+) -> i64 {
+    if ctx.campaigns.compiled[c].open && favourite.is_none() {
         return prep.eligible_open;
     }
-    (0..prep.eligible.len())
-        .filter(|&i| earns(prep, v, favourite, i))
-        .map(|i| prep.eligible[i])
+    (0..prep.lines.len())
+        .filter(|&i| earns(prep, ctx, c, favourite, i))
+        .map(|i| prep.lines[i].eligible)
         .sum()
 }
 
@@ -446,35 +486,41 @@ fn apply_caps(
 }
 
 /// Picks what pays: the highest-priority exclusive campaign alone if any applies; otherwise
-/// the best of the best-of group (the base rate included) plus every stackable campaign.
-fn select<'c>(base: Assessed<'c>, applied: Vec<Assessed<'c>>) -> Vec<Assessed<'c>> {
-    let (exclusive, rest): (Vec<_>, Vec<_>) = applied
-        .into_iter()
-        .partition(|a| a.mode == StackingMode::Exclusive);
-    if let Some(winner) = exclusive.into_iter().max_by(|a, b| {
-        a.priority
-            .cmp(&b.priority)
-            .then(a.amount_minor.cmp(&b.amount_minor))
-            .then(a.index_key().cmp(&b.index_key()))
-    }) {
-        return vec![winner];
+/// the best of the best-of group (the base rate included) plus every stackable campaign,
+/// stackables listed by priority (highest first), then id.
+fn select<'c>(base: Assessed<'c>, mut applied: Vec<Assessed<'c>>) -> Vec<Assessed<'c>> {
+    let exclusive = applied
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| a.mode == StackingMode::Exclusive)
+        .max_by(|(_, a), (_, b)| {
+            a.priority
+                .cmp(&b.priority)
+                .then(a.amount_minor.cmp(&b.amount_minor))
+                .then(a.index_key().cmp(&b.index_key()))
+        })
+        .map(|(i, _)| i);
+    if let Some(i) = exclusive {
+        return vec![applied.swap_remove(i)];
     }
-    let (best_of, mut stackable): (Vec<_>, Vec<_>) = rest
-        .into_iter()
-        .partition(|a| a.mode == StackingMode::BestOf);
-    let best = std::iter::once(base)
-        .chain(best_of)
-        .max_by(best_of_order)
-        .expect("the base rate is always a candidate");
-    stackable.sort_by(|a, b| {
+    let best_of = applied
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| a.mode == StackingMode::BestOf)
+        .max_by(|(_, a), (_, b)| best_of_order(a, b))
+        .map(|(i, _)| i);
+    let best = match best_of {
+        Some(i) if best_of_order(&applied[i], &base) == Ordering::Greater => applied.swap_remove(i),
+        _ => base,
+    };
+    applied.retain(|a| a.mode == StackingMode::Stackable);
+    applied.sort_by(|a, b| {
         b.priority
             .cmp(&a.priority)
             .then(b.index_key().cmp(&a.index_key()))
     });
-    let mut winners = Vec::with_capacity(1 + stackable.len());
-    winners.push(best);
-    winners.extend(stackable);
-    winners
+    applied.insert(0, best);
+    applied
 }
 
 fn best_of_order(a: &Assessed<'_>, b: &Assessed<'_>) -> Ordering {
@@ -491,48 +537,54 @@ fn build(prep: &Prep<'_>, ctx: &EvalContext<'_>, winners: &[Assessed<'_>]) -> Ev
         .order
         .lines
         .iter()
-        .enumerate()
-        .map(|(i, l)| LineCashback {
+        .zip(&prep.lines)
+        .map(|(l, f)| LineCashback {
             line_id: l.line_id.clone(),
-            net_minor: prep.nets[i],
-            redeemed_minor: prep.redeemed[i],
-            eligible_minor: prep.eligible[i],
+            net_minor: f.net,
+            redeemed_minor: f.redeemed,
+            eligible_minor: f.eligible,
             cashback_minor: 0,
-            explanation: String::new(),
-            rules: Vec::new(),
+            explanation: String::with_capacity(64 * winners.len()),
+            rules: Vec::with_capacity(winners.len()),
         })
         .collect();
     let mut outcomes = Vec::with_capacity(winners.len());
     let mut earning = vec![false; n];
     let mut weights = vec![0i64; n];
+    let mut parts = vec![0i64; n];
     for w in winners {
         for i in 0..n {
-            earning[i] = match w.version {
-                None => prep.program_excluded[i].is_none(),
-                Some(v) => earns(prep, v, w.favourite, i),
+            earning[i] = match w.who {
+                Who::Base => prep.lines[i].excluded.is_none(),
+                Who::Campaign(c) => earns(prep, ctx, c, w.favourite, i),
             };
-            weights[i] = if earning[i] { prep.eligible[i] } else { 0 };
+            weights[i] = if earning[i] {
+                prep.lines[i].eligible
+            } else {
+                0
+            };
         }
-        let parts = if w.amount_minor == 0 {
-            vec![0; n]
-        } else {
-            largest_remainder(w.amount_minor, &weights)
-        };
+        largest_remainder_into(w.amount_minor, &weights, &mut parts);
         let label = label(w, ctx.settings, currency);
         let caps = cap_notes(w, currency);
         let mut excluded: Vec<String> = Vec::new();
         for (i, line) in lines.iter_mut().enumerate() {
             if earning[i] {
                 line.cashback_minor += parts[i];
-                line.rules.push(rule(w, &parts, i, prep));
-                say(
+                line.rules.push(rule(w, parts[i], prep.lines[i].eligible));
+                line_piece(
                     &mut line.explanation,
-                    &line_piece(&label, &caps, prep, i, currency),
+                    &label,
+                    &caps,
+                    &prep.lines[i],
+                    currency,
                 );
             } else if let Some(why) = exclusion(prep, w, i) {
                 let why = why.to_string();
                 if w.version.is_some() {
-                    say(&mut line.explanation, &format!("{label}: {why}"));
+                    say(&mut line.explanation, &label);
+                    line.explanation.push_str(": ");
+                    line.explanation.push_str(&why);
                 }
                 if !excluded.contains(&why) {
                     excluded.push(why);
@@ -541,9 +593,9 @@ fn build(prep: &Prep<'_>, ctx: &EvalContext<'_>, winners: &[Assessed<'_>]) -> Ev
         }
         outcomes.push(outcome(w, &label, &excluded, &caps, currency));
     }
-    for (i, line) in lines.iter_mut().enumerate() {
+    for (f, line) in prep.lines.iter().zip(&mut lines) {
         if line.rules.is_empty() {
-            let why = match prep.program_excluded[i] {
+            let why = match f.excluded {
                 Some(x) => format!("no cashback: {x}"),
                 None if line.explanation.is_empty() => "no cashback".to_string(),
                 None => format!("no cashback; {}", line.explanation),
@@ -574,18 +626,18 @@ fn exclusion<'o>(prep: &Prep<'o>, w: &Assessed<'_>, i: usize) -> Option<Excluded
             return None;
         }
     }
-    prep.program_excluded[i].or_else(|| {
+    prep.lines[i].excluded.or_else(|| {
         w.version
             .and_then(|v| v.rules.conditions.exclude.excludes(line))
     })
 }
 
-fn rule(w: &Assessed<'_>, parts: &[i64], i: usize, prep: &Prep<'_>) -> RuleApplied {
+fn rule(w: &Assessed<'_>, part: i64, eligible: i64) -> RuleApplied {
     match w.version {
         None => RuleApplied {
             rule: BASE_RATE_ID.into(),
             rate_bp: w.rate.unwrap_or(BasisPoints(0)),
-            on_minor: prep.eligible[i],
+            on_minor: eligible,
             version: None,
             amount_minor: None,
             capped_by: Vec::new(),
@@ -594,9 +646,9 @@ fn rule(w: &Assessed<'_>, parts: &[i64], i: usize, prep: &Prep<'_>) -> RuleAppli
         Some(v) => RuleApplied {
             rule: v.id.as_str().into(),
             rate_bp: w.rate.unwrap_or(BasisPoints(0)),
-            on_minor: prep.eligible[i],
+            on_minor: eligible,
             version: Some(v.version),
-            amount_minor: Some(parts[i]),
+            amount_minor: Some(part),
             capped_by: w.capped_by.clone(),
             funding: Some(v.rules.funding.clone()),
         },
@@ -682,20 +734,22 @@ fn cap_notes(w: &Assessed<'_>, currency: &str) -> Vec<String> {
         .collect()
 }
 
-fn line_piece(label: &str, caps: &[String], prep: &Prep<'_>, i: usize, currency: &str) -> String {
-    let mut s = format!("{label} on {}", format_minor(currency, prep.eligible[i]));
-    if prep.redeemed[i] > 0 {
-        s.push_str(&format!(
-            " ({} less {} paid with cashback)",
-            format_minor(currency, prep.nets[i]),
-            format_minor(currency, prep.redeemed[i]),
-        ));
+/// Appends "{label} on R$ 46,00 (R$ 50,00 less R$ 4,00 paid with cashback), capped at…".
+fn line_piece(out: &mut String, label: &str, caps: &[String], f: &LineFacts<'_>, currency: &str) {
+    say(out, label);
+    out.push_str(" on ");
+    push_minor(out, currency, f.eligible);
+    if f.redeemed > 0 {
+        out.push_str(" (");
+        push_minor(out, currency, f.net);
+        out.push_str(" less ");
+        push_minor(out, currency, f.redeemed);
+        out.push_str(" paid with cashback)");
     }
     for c in caps {
-        s.push_str(", ");
-        s.push_str(c);
+        out.push_str(", ");
+        out.push_str(c);
     }
-    s
 }
 
 fn outcome(
@@ -705,10 +759,11 @@ fn outcome(
     caps: &[String],
     currency: &str,
 ) -> CampaignOutcome {
-    let mut explanation = format!(
-        "{label} on {} eligible",
-        format_minor(currency, w.eligible_minor)
-    );
+    let mut explanation = String::with_capacity(label.len() + 32);
+    explanation.push_str(label);
+    explanation.push_str(" on ");
+    push_minor(&mut explanation, currency, w.eligible_minor);
+    explanation.push_str(" eligible");
     for note in excluded.iter().chain(caps) {
         explanation.push_str("; ");
         explanation.push_str(note);

@@ -335,6 +335,122 @@ pub enum CampaignSetError {
 pub struct CampaignSet {
     pub(crate) versions: Vec<CampaignVersion>,
     pub(crate) exclusions: Exclusions,
+    /// Every category, SKU and tag any campaign names, numbered: per order each line's names
+    /// are looked up once, and campaigns then compare numbers instead of strings.
+    pub(crate) symbols: Symbols,
+    /// The line filters and exclusions of `versions[i]`, in symbols.
+    pub(crate) compiled: Vec<CompiledLines>,
+}
+
+/// Sorted names per kind; a name's symbol is its index.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Symbols {
+    pub categories: Vec<Category>,
+    pub skus: Vec<Sku>,
+    pub tags: Vec<Tag>,
+}
+
+/// A line's names as symbols; [`NO_SYMBOL`] when no campaign names it.
+pub(crate) const NO_SYMBOL: u32 = u32::MAX;
+
+fn symbol<T: Ord>(table: &[T], name: &T) -> u32 {
+    table.binary_search(name).map_or(NO_SYMBOL, |i| i as u32)
+}
+
+fn symbols_of<T: Ord>(table: &[T], set: &NameSet<T>) -> Vec<u32> {
+    // Every name of every campaign is in the table, and the table is sorted like the set,
+    // so the symbols come out sorted.
+    set.0.iter().map(|n| symbol(table, n)).collect()
+}
+
+/// A campaign's line filter and exclusions in symbols, each list sorted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct CompiledLines {
+    categories: Vec<u32>,
+    skus: Vec<u32>,
+    tags: Vec<u32>,
+    no_categories: Vec<u32>,
+    no_skus: Vec<u32>,
+    no_tags: Vec<u32>,
+    /// No filter and no exclusion: every line the program allows.
+    pub open: bool,
+}
+
+/// One line's names as symbols, computed once per order.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LineSymbols<'a> {
+    pub category: u32,
+    pub sku: u32,
+    pub tags: &'a [u32],
+}
+
+impl Symbols {
+    fn new(versions: &[CampaignVersion]) -> Symbols {
+        let mut s = Symbols::default();
+        for v in versions {
+            let k = &v.rules.conditions;
+            for set in [&k.lines.categories, &k.exclude.categories] {
+                s.categories.extend(set.0.iter().cloned());
+            }
+            for set in [&k.lines.skus, &k.exclude.skus] {
+                s.skus.extend(set.0.iter().cloned());
+            }
+            for set in [&k.lines.tags, &k.exclude.tags] {
+                s.tags.extend(set.0.iter().cloned());
+            }
+        }
+        s.categories.sort();
+        s.categories.dedup();
+        s.skus.sort();
+        s.skus.dedup();
+        s.tags.sort();
+        s.tags.dedup();
+        s
+    }
+
+    fn compile(&self, v: &CampaignVersion) -> CompiledLines {
+        let k = &v.rules.conditions;
+        CompiledLines {
+            categories: symbols_of(&self.categories, &k.lines.categories),
+            skus: symbols_of(&self.skus, &k.lines.skus),
+            tags: symbols_of(&self.tags, &k.lines.tags),
+            no_categories: symbols_of(&self.categories, &k.exclude.categories),
+            no_skus: symbols_of(&self.skus, &k.exclude.skus),
+            no_tags: symbols_of(&self.tags, &k.exclude.tags),
+            open: k.lines.is_any() && k.exclude.is_empty(),
+        }
+    }
+
+    /// Appends the line's tag symbols to `tags` and returns its category and SKU symbols.
+    pub fn of_line(&self, line: &OrderLine, tags: &mut Vec<u32>) -> (u32, u32) {
+        tags.extend(
+            line.tags
+                .iter()
+                .map(|t| symbol(&self.tags, t))
+                .filter(|s| *s != NO_SYMBOL),
+        );
+        (
+            symbol(&self.categories, &line.category),
+            symbol(&self.skus, &line.sku),
+        )
+    }
+}
+
+fn has(list: &[u32], s: u32) -> bool {
+    // Lists are short; a linear scan over a few integers beats a binary search.
+    list.contains(&s)
+}
+
+impl CompiledLines {
+    /// [`LineFilter::targets`] and not [`Exclusions::excludes`], on symbols.
+    pub fn earns(&self, l: LineSymbols<'_>) -> bool {
+        (self.categories.is_empty() || has(&self.categories, l.category))
+            && (self.skus.is_empty() || self.skus.binary_search(&l.sku).is_ok())
+            && (self.tags.is_empty() || l.tags.iter().any(|t| has(&self.tags, *t)))
+            && !has(&self.no_categories, l.category)
+            && self.no_skus.binary_search(&l.sku).is_err()
+            && !l.tags.iter().any(|t| has(&self.no_tags, *t))
+    }
 }
 
 impl CampaignSet {
@@ -363,9 +479,13 @@ impl CampaignSet {
                 return Err(CampaignSetError::VersionZero(v.id.clone()));
             }
         }
+        let symbols = Symbols::new(&versions);
+        let compiled = versions.iter().map(|v| symbols.compile(v)).collect();
         Ok(CampaignSet {
             versions,
             exclusions,
+            symbols,
+            compiled,
         })
     }
 

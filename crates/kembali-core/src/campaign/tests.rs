@@ -1491,6 +1491,31 @@ mod properties {
         }
 
         #[test]
+        fn line_filters_on_symbols_agree_with_filters_on_names(
+            o in arb_order(),
+            patches in proptest::collection::vec(arb_campaign(), 1..6),
+        ) {
+            let versions: Vec<_> = patches
+                .iter()
+                .enumerate()
+                .map(|(i, p)| version(&format!("c{i}"), 1, p.clone()))
+                .collect();
+            let set = CampaignSet::new(versions, Exclusions::default()).unwrap();
+            for line in &o.lines {
+                let mut tags = Vec::new();
+                let (category, sku) = set.symbols.of_line(line, &mut tags);
+                let syms = super::super::rules::LineSymbols { category, sku, tags: &tags };
+                for (v, compiled) in set.versions().iter().zip(&set.compiled) {
+                    let k = &v.rules.conditions;
+                    prop_assert_eq!(
+                        compiled.earns(syms),
+                        k.lines.targets(line) && k.exclude.excludes(line).is_none()
+                    );
+                }
+            }
+        }
+
+        #[test]
         fn the_base_rate_alone_gives_exactly_what_it_gave_before_campaigns(
             prices in proptest::collection::vec((1i64..1_000, 1i64..1_000_000, 0i64..100), 1..30),
             rate in 0u32..=10_000,
