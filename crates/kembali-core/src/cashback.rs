@@ -5,12 +5,13 @@
 //! rounded half-even, and the rounded total is split back over the lines by largest
 //! remainder, so the lines always add up to the order's cashback.
 
+use crate::campaign::{evaluate, CampaignSet, CustomerFacts, EvalContext};
+use crate::campaign::{CapKind, Funding};
 use crate::ids::LineId;
-use crate::money::{
-    format_minor, largest_remainder, largest_remainder_wide, round_half_even, BasisPoints,
-};
+use crate::money::BasisPoints;
 use crate::order::Order;
 use crate::program::ProgramSettings;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// What the engine knows besides the order itself.
@@ -28,6 +29,19 @@ pub struct RuleApplied {
     pub rule: String,
     pub rate_bp: BasisPoints,
     pub on_minor: i64,
+    /// The campaign version; `None` for the base rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u32>,
+    /// This rule's part of the line's cashback; `None` for the base rate, whose part is the
+    /// line's cashback less the parts of the campaigns on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount_minor: Option<i64>,
+    /// The caps that reduced the campaign's amount on this order, in the order they apply.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capped_by: Vec<CapKind>,
+    /// Who pays; `None` for the base rate (the retailer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub funding: Option<Funding>,
 }
 
 /// The cashback of one line and why.
@@ -52,56 +66,88 @@ pub struct Breakdown {
     pub total_minor: i64,
 }
 
-/// Computes the cashback of `order`. `ctx.redeemed_minor` must not exceed the order total
-/// (the caller checks it against the redemption).
+/// Computes the cashback of `order` at the base rate alone: [`evaluate`] with no campaigns.
+/// `ctx.redeemed_minor` must not exceed the order total (the caller checks it against the
+/// redemption).
 pub fn compute_cashback(order: &Order, ctx: &EarnContext<'_>) -> Breakdown {
-    let nets: Vec<i64> = order.lines.iter().map(|l| l.net_minor()).collect();
-    let redeemed = largest_remainder(ctx.redeemed_minor, &nets);
-    let rate = ctx.settings.base_rate_bp;
-    let eligible: Vec<i64> = nets.iter().zip(&redeemed).map(|(n, r)| n - r).collect();
-    let exact: Vec<i128> = eligible
-        .iter()
-        .map(|e| i128::from(*e) * i128::from(rate.0))
-        .collect();
-    let total = round_half_even(exact.iter().sum(), 10_000) as i64;
-    let parts = largest_remainder_wide(total, &exact);
-    let currency = ctx.settings.currency.as_str();
-    let lines = order
-        .lines
-        .iter()
-        .enumerate()
-        .map(|(i, line)| {
-            let explanation = if redeemed[i] > 0 {
-                format!(
-                    "base rate {rate} on {} ({} less {} paid with cashback)",
-                    format_minor(currency, eligible[i]),
-                    format_minor(currency, nets[i]),
-                    format_minor(currency, redeemed[i]),
-                )
-            } else {
-                format!(
-                    "base rate {rate} on {}",
-                    format_minor(currency, eligible[i])
-                )
-            };
-            LineCashback {
-                line_id: line.line_id.clone(),
-                net_minor: nets[i],
-                redeemed_minor: redeemed[i],
-                eligible_minor: eligible[i],
-                cashback_minor: parts[i],
-                explanation,
-                rules: vec![RuleApplied {
-                    rule: "base_rate".into(),
-                    rate_bp: rate,
-                    on_minor: eligible[i],
-                }],
-            }
-        })
-        .collect();
-    Breakdown {
-        lines,
-        total_minor: total,
+    let campaigns = CampaignSet::default();
+    let eval = evaluate(
+        order,
+        &EvalContext {
+            settings: ctx.settings,
+            redeemed_minor: ctx.redeemed_minor,
+            // No campaign is active, so neither the instant nor the zone can change anything.
+            at: DateTime::<Utc>::UNIX_EPOCH,
+            zone: chrono_tz::UTC,
+            customer: CustomerFacts::default(),
+            partner: None,
+            campaigns: &campaigns,
+            usage: &[],
+        },
+    );
+    eval.breakdown
+}
+
+#[cfg(test)]
+pub(crate) mod oracle {
+    use super::*;
+    use crate::money::{format_minor, largest_remainder, largest_remainder_wide, round_half_even};
+
+    /// The base-rate computation as it was before campaigns, kept as the oracle the evaluator
+    /// must match exactly.
+    pub(crate) fn reference_cashback(order: &Order, ctx: &EarnContext<'_>) -> Breakdown {
+        let nets: Vec<i64> = order.lines.iter().map(|l| l.net_minor()).collect();
+        let redeemed = largest_remainder(ctx.redeemed_minor, &nets);
+        let rate = ctx.settings.base_rate_bp;
+        let eligible: Vec<i64> = nets.iter().zip(&redeemed).map(|(n, r)| n - r).collect();
+        let exact: Vec<i128> = eligible
+            .iter()
+            .map(|e| i128::from(*e) * i128::from(rate.0))
+            .collect();
+        let total = round_half_even(exact.iter().sum(), 10_000) as i64;
+        let parts = largest_remainder_wide(total, &exact);
+        let currency = ctx.settings.currency.as_str();
+        let lines = order
+            .lines
+            .iter()
+            .enumerate()
+            .map(|(i, line)| {
+                let explanation = if redeemed[i] > 0 {
+                    format!(
+                        "base rate {rate} on {} ({} less {} paid with cashback)",
+                        format_minor(currency, eligible[i]),
+                        format_minor(currency, nets[i]),
+                        format_minor(currency, redeemed[i]),
+                    )
+                } else {
+                    format!(
+                        "base rate {rate} on {}",
+                        format_minor(currency, eligible[i])
+                    )
+                };
+                LineCashback {
+                    line_id: line.line_id.clone(),
+                    net_minor: nets[i],
+                    redeemed_minor: redeemed[i],
+                    eligible_minor: eligible[i],
+                    cashback_minor: parts[i],
+                    explanation,
+                    rules: vec![RuleApplied {
+                        rule: "base_rate".into(),
+                        rate_bp: rate,
+                        on_minor: eligible[i],
+                        version: None,
+                        amount_minor: None,
+                        capped_by: Vec::new(),
+                        funding: None,
+                    }],
+                }
+            })
+            .collect();
+        Breakdown {
+            lines,
+            total_minor: total,
+        }
     }
 }
 

@@ -112,6 +112,14 @@ string_id!(
     /// A customer segment such as `vip`.
     Segment
 );
+string_id!(
+    /// A campaign, stable across its versions.
+    CampaignId
+);
+string_id!(
+    /// A partner merchant or brand that sells through the program or co-funds a campaign.
+    PartnerId
+);
 
 /// Where a sale or a redemption happens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -3,6 +3,7 @@
 //! no clock reads, no randomness: every instant and every id comes in as an argument.
 
 pub mod analytics;
+pub mod campaign;
 pub mod cashback;
 pub mod ids;
 pub mod ledger;

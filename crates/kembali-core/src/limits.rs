@@ -28,3 +28,20 @@ pub const MAX_DAYS: u32 = 3_650;
 pub const MAX_HOLD_TTL_SECS: u32 = 86_400;
 /// Request bodies: 500 lines of JSON fit comfortably in 1 MiB.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Campaign versions one evaluation considers. A retailer runs tens of campaigns at once;
+/// 256 leaves room while keeping one order's evaluation within microseconds.
+pub const MAX_CAMPAIGNS_PER_EVALUATION: usize = 256;
+/// Tiers of one tiered reward: real programs use two to five; more is a table, not a rule.
+pub const MAX_TIERS: usize = 16;
+/// Entries of one campaign list (SKUs, categories, stores...): a brand's whole catalogue of
+/// SKUs fits, and parsing one definition stays cheap.
+pub const MAX_CAMPAIGN_LIST_LEN: usize = 2_000;
+/// A birthday window of ±31 days is already a whole month either side.
+pub const MAX_BIRTHDAY_WINDOW_DAYS: u32 = 31;
+/// How far back a favourite category may look: two years of history.
+pub const MAX_LOOKBACK_DAYS: u32 = 730;
+/// Campaign priorities: plenty of room to slot a campaign between two others.
+pub const MAX_PRIORITY: u32 = 1_000_000;
+/// A multiplier of the base rate, in percent of it: at most 100× (the result is still capped
+/// at 100 %).
+pub const MAX_FACTOR_PERCENT: u32 = 10_000;

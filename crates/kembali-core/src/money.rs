@@ -136,32 +136,90 @@ fn mul_div_small(x: i128, w: i128, s: i128) -> (i128, i128) {
 /// Formats minor units with two decimals and a comma, as the statement shows them
 /// ("R$ 7,50"). The currency code is what the program uses.
 pub fn format_minor(currency: &str, amount_minor: i64) -> String {
-    let sign = if amount_minor < 0 { "-" } else { "" };
-    let abs = amount_minor.unsigned_abs();
-    let symbol = match currency {
-        "BRL" => "R$".to_string(),
-        "USD" => "$".to_string(),
-        "EUR" => "€".to_string(),
-        other => other.to_string(),
-    };
-    format!(
-        "{sign}{symbol} {},{:02}",
-        group_thousands(abs / 100),
-        abs % 100
-    )
-}
-
-fn group_thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push('.');
-        }
-        out.push(c);
-    }
+    let mut out = String::with_capacity(24);
+    push_minor(&mut out, currency, amount_minor);
     out
 }
+
+/// [`format_minor`] appended to `out`, without allocating: explanations are built for every
+/// line of every order, so this sits on the earning hot path.
+pub fn push_minor(out: &mut String, currency: &str, amount_minor: i64) {
+    if amount_minor < 0 {
+        out.push('-');
+    }
+    out.push_str(match currency {
+        "BRL" => "R$",
+        "USD" => "$",
+        "EUR" => "€",
+        other => other,
+    });
+    out.push(' ');
+    let abs = amount_minor.unsigned_abs();
+    push_grouped(out, abs / 100);
+    out.push(',');
+    let cents = (abs % 100) as u8;
+    out.push(char::from(b'0' + cents / 10));
+    out.push(char::from(b'0' + cents % 10));
+}
+
+/// Digits with a dot every three, from the left: 1234567 → "1.234.567".
+fn push_grouped(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut len = 0;
+    loop {
+        digits[len] = b'0' + (n % 10) as u8;
+        len += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for i in (0..len).rev() {
+        out.push(char::from(digits[i]));
+        if i > 0 && i % 3 == 0 {
+            out.push('.');
+        }
+    }
+}
+
+/// [`largest_remainder`] written into `out` (same length as `weights`), allocating nothing
+/// for orders of up to [`SMALL_SPLIT`] lines: leftover units go one at a time to the largest
+/// remaining remainder, ties to the earlier part, exactly as the sorting version does.
+pub fn largest_remainder_into(total: i64, weights: &[i64], out: &mut [i64]) {
+    assert_eq!(weights.len(), out.len(), "one part per weight");
+    let sum: i128 = weights.iter().map(|w| i128::from(*w)).sum();
+    if sum == 0 || total == 0 {
+        out.fill(0);
+        return;
+    }
+    if weights.len() > SMALL_SPLIT {
+        out.copy_from_slice(&largest_remainder(total, weights));
+        return;
+    }
+    let total = i128::from(total);
+    let mut remainders = [0i128; SMALL_SPLIT];
+    let mut left = total;
+    for (i, w) in weights.iter().enumerate() {
+        let (floor, rem) = mul_div_parts(total, i128::from(*w), sum);
+        out[i] = floor as i64;
+        remainders[i] = rem;
+        left -= floor;
+    }
+    while left > 0 {
+        let mut best = 0;
+        for i in 1..weights.len() {
+            if remainders[i] > remainders[best] {
+                best = i;
+            }
+        }
+        out[best] += 1;
+        remainders[best] = -1;
+        left -= 1;
+    }
+}
+
+/// Orders up to this many lines split without allocating; larger ones sort.
+pub const SMALL_SPLIT: usize = 32;
 
 #[cfg(test)]
 mod tests {
@@ -225,6 +283,18 @@ mod tests {
                 let exact_floor = (i128::from(total) * i128::from(*w)) / sum;
                 prop_assert!(i128::from(*p) == exact_floor || i128::from(*p) == exact_floor + 1);
             }
+        }
+
+        #[test]
+        fn the_allocation_free_split_equals_the_sorting_one(
+            total in 0i64..1_000_000_000,
+            weights in proptest::collection::vec(0i64..1_000_000, 1..40),
+        ) {
+            let mut out = vec![0; weights.len()];
+            largest_remainder_into(total, &weights, &mut out);
+            let sum: i64 = weights.iter().sum();
+            let expected = if sum == 0 { vec![0; weights.len()] } else { largest_remainder(total, &weights) };
+            prop_assert_eq!(out, expected);
         }
 
         #[test]

@@ -1,0 +1,790 @@
+//! Evaluation: an order, the customer's facts, the active campaigns and their usage so far in;
+//! per-line cashback with explanations and a per-campaign summary out. Pure and
+//! deterministic: the same arguments always give the same answer.
+//!
+//! Work per order is kept small for the till: the instant is converted to the program's zone
+//! once; each campaign first checks its order-level conditions (window, channel, customer…)
+//! with no allocation, then makes one pass over the lines to sum what it pays on; strings
+//! are built only for the campaigns that win.
+
+use super::rules::{
+    Birthday, CampaignSet, CampaignVersion, Caps, Excluded, Funding, LineSymbols, Reward,
+    StackingMode, BASE_RATE_ID,
+};
+use super::time::{days_from_birthday, Moment};
+use crate::cashback::{Breakdown, LineCashback, RuleApplied};
+use crate::ids::{CampaignId, Category, PartnerId, Segment};
+use crate::money::{
+    format_minor, largest_remainder_into, push_minor, round_half_even, BasisPoints,
+};
+use crate::order::{Order, OrderLine};
+use crate::program::ProgramSettings;
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+use std::cmp::{Ordering, Reverse};
+
+/// What the engine knows about the customer at the time of the order.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CustomerFacts<'a> {
+    /// This order is the customer's first purchase.
+    pub first_purchase: bool,
+    pub birthday: Option<NaiveDate>,
+    pub segments: &'a [Segment],
+    /// `(lookback_days, favourite category)` for each of
+    /// [`CampaignSet::favourite_lookbacks`]; a missing lookback means no favourite.
+    pub favourites: &'a [(u32, Category)],
+}
+
+/// How much of a campaign's caps is used so far (before this order), all in minor units.
+/// Periods are the customer's local day, ISO week and month in the program's zone
+/// ([`super::period_starts`]). A campaign with such caps but no usage row is treated as used
+/// up: a missing row must never let a budget be exceeded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CampaignUsage {
+    pub campaign_id: CampaignId,
+    pub customer_day_minor: i64,
+    pub customer_week_minor: i64,
+    pub customer_month_minor: i64,
+    pub customer_campaign_minor: i64,
+    /// Spent from the campaign's budget by every customer (what the ledger holds).
+    pub budget_spent_minor: i64,
+}
+
+impl CampaignUsage {
+    pub fn none(campaign_id: CampaignId) -> Self {
+        CampaignUsage {
+            campaign_id,
+            customer_day_minor: 0,
+            customer_week_minor: 0,
+            customer_month_minor: 0,
+            customer_campaign_minor: 0,
+            budget_spent_minor: 0,
+        }
+    }
+}
+
+/// Everything evaluation needs besides the order.
+#[derive(Debug, Clone, Copy)]
+pub struct EvalContext<'a> {
+    pub settings: &'a ProgramSettings,
+    /// The part of the order paid with cashback: earns nothing.
+    pub redeemed_minor: i64,
+    /// When the order happened.
+    pub at: DateTime<Utc>,
+    /// The program's zone: windows and birthdays are local dates there.
+    pub zone: Tz,
+    pub customer: CustomerFacts<'a>,
+    /// The partner merchant the order was placed with, if any.
+    pub partner: Option<&'a PartnerId>,
+    pub campaigns: &'a CampaignSet,
+    pub usage: &'a [CampaignUsage],
+}
+
+/// A cap that reduced a campaign's amount.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CapKind {
+    /// A fixed reward never pays more than the amount it is earned on.
+    EligibleAmount,
+    PerOrder,
+    CustomerDay,
+    CustomerWeek,
+    CustomerMonth,
+    CustomerCampaign,
+    Budget,
+}
+
+/// What one campaign (or the base rate) paid on the order: what the engine records on the
+/// lot and debits from budgets and usage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CampaignOutcome {
+    /// [`BASE_RATE_ID`] for the base rate.
+    pub campaign_id: CampaignId,
+    /// 0 for the base rate.
+    pub version: u32,
+    /// The rate applied; `None` for a fixed amount.
+    pub rate_bp: Option<BasisPoints>,
+    /// What the campaign was earned on: the eligible amount of its lines.
+    pub eligible_minor: i64,
+    /// Rounded, before caps.
+    pub uncapped_minor: i64,
+    pub amount_minor: i64,
+    pub capped_by: Vec<CapKind>,
+    pub funding: Funding,
+    /// "Black Friday 10 % (v3) on R$ 180,00 eligible; category book excluded; capped at…"
+    pub explanation: String,
+}
+
+/// The per-line breakdown plus the per-campaign summary. The lines' cashback adds up to
+/// `breakdown.total_minor`, and so do the outcomes' amounts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Evaluation {
+    pub breakdown: Breakdown,
+    pub campaigns: Vec<CampaignOutcome>,
+}
+
+/// The base rate ranks below every campaign priority.
+const BASE_PRIORITY: i64 = -1;
+
+/// One line's amounts, computed once per order.
+struct LineFacts<'o> {
+    net: i64,
+    redeemed: i64,
+    /// net − redeemed: what cashback is computed on.
+    eligible: i64,
+    /// A program-wide exclusion that hits the line.
+    excluded: Option<Excluded<'o>>,
+}
+
+/// Per-order facts computed once and shared by every campaign.
+struct Prep<'o> {
+    order: &'o Order,
+    lines: Vec<LineFacts<'o>>,
+    /// Each line's category and SKU symbols and the range of its tags in `tags`.
+    symbols: Vec<(u32, u32, usize, usize)>,
+    tags: Vec<u32>,
+    /// Eligible amount of the lines no program-wide exclusion hits.
+    eligible_open: i64,
+    moment: Moment,
+}
+
+impl<'o> Prep<'o> {
+    fn line_symbols(&self, i: usize) -> LineSymbols<'_> {
+        let (category, sku, start, end) = self.symbols[i];
+        LineSymbols {
+            category,
+            sku,
+            tags: &self.tags[start..end],
+        }
+    }
+
+    fn new(order: &'o Order, ctx: &EvalContext<'_>) -> Self {
+        let nets: Vec<i64> = order.lines.iter().map(OrderLine::net_minor).collect();
+        let mut redeemed = vec![0; nets.len()];
+        if ctx.redeemed_minor != 0 {
+            largest_remainder_into(ctx.redeemed_minor, &nets, &mut redeemed);
+        }
+        let lines: Vec<LineFacts<'o>> = order
+            .lines
+            .iter()
+            .zip(nets.iter().zip(&redeemed))
+            .map(|(l, (net, red))| LineFacts {
+                net: *net,
+                redeemed: *red,
+                eligible: net - red,
+                excluded: ctx.campaigns.exclusions.excludes(l),
+            })
+            .collect();
+        let eligible_open = lines
+            .iter()
+            .filter(|l| l.excluded.is_none())
+            .map(|l| l.eligible)
+            .sum();
+        let mut tags = Vec::new();
+        let symbols = order
+            .lines
+            .iter()
+            .map(|l| {
+                let start = tags.len();
+                let (category, sku) = ctx.campaigns.symbols.of_line(l, &mut tags);
+                (category, sku, start, tags.len())
+            })
+            .collect();
+        Prep {
+            order,
+            lines,
+            symbols,
+            tags,
+            eligible_open,
+            moment: Moment::new(ctx.at, ctx.zone),
+        }
+    }
+}
+
+/// Who a candidate is: the base rate or the campaign at this index of the set (sorted by id,
+/// so a lower index is a lower id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Who {
+    Base,
+    Campaign(usize),
+}
+
+/// A candidate that matched, with its amount after caps.
+struct Assessed<'c> {
+    who: Who,
+    version: Option<&'c CampaignVersion>,
+    mode: StackingMode,
+    priority: i64,
+    rate: Option<BasisPoints>,
+    tier_from: Option<i64>,
+    favourite: Option<&'c Category>,
+    eligible_minor: i64,
+    uncapped_minor: i64,
+    amount_minor: i64,
+    capped_by: Vec<CapKind>,
+}
+
+impl Assessed<'_> {
+    fn index_key(&self) -> Reverse<usize> {
+        match self.who {
+            Who::Base => Reverse(usize::MAX),
+            Who::Campaign(i) => Reverse(i),
+        }
+    }
+}
+
+/// Evaluates every active campaign and the base rate on `order`. See the module docs of
+/// [`crate::campaign`] for stacking, caps and rounding.
+pub fn evaluate(order: &Order, ctx: &EvalContext<'_>) -> Evaluation {
+    let prep = Prep::new(order, ctx);
+    let base = assess_base(&prep, ctx.settings.base_rate_bp);
+    let mut applied: Vec<Assessed<'_>> = Vec::new();
+    for (i, v) in ctx.campaigns.versions.iter().enumerate() {
+        if let Some(a) = assess(&prep, ctx, i, v) {
+            if a.amount_minor > 0 {
+                applied.push(a);
+            }
+        }
+    }
+    let winners = select(base, applied);
+    build(&prep, ctx, &winners)
+}
+
+fn assess_base(prep: &Prep<'_>, rate: BasisPoints) -> Assessed<'static> {
+    let amount = rate_amount(prep.eligible_open, rate);
+    Assessed {
+        who: Who::Base,
+        version: None,
+        mode: StackingMode::BestOf,
+        priority: BASE_PRIORITY,
+        rate: Some(rate),
+        tier_from: None,
+        favourite: None,
+        eligible_minor: prep.eligible_open,
+        uncapped_minor: amount,
+        amount_minor: amount,
+        capped_by: Vec::new(),
+    }
+}
+
+/// `eligible × rate`, rounded half-even once: every line of a campaign has the same rate, so
+/// the sum of the lines' exact amounts is the exact amount of their sum.
+fn rate_amount(eligible_minor: i64, rate: BasisPoints) -> i64 {
+    round_half_even(i128::from(eligible_minor) * i128::from(rate.0), 10_000) as i64
+}
+
+fn assess<'c>(
+    prep: &Prep<'_>,
+    ctx: &EvalContext<'c>,
+    index: usize,
+    v: &'c CampaignVersion,
+) -> Option<Assessed<'c>> {
+    let r = &v.rules;
+    if !order_matches(v, prep, ctx) {
+        return None;
+    }
+    let favourite = match r.reward {
+        Reward::FavouriteCategory { lookback_days, .. } => Some(
+            ctx.customer
+                .favourites
+                .iter()
+                .find(|(d, _)| *d == lookback_days)
+                .map(|(_, c)| c)?,
+        ),
+        _ => None,
+    };
+    let eligible = campaign_eligible(prep, ctx, index, favourite);
+    if eligible < r.conditions.min_eligible_order_minor {
+        return None;
+    }
+    let (rate, tier_from) = match &r.reward {
+        Reward::Percent(rate) => (Some(*rate), None),
+        Reward::Fixed { .. } => (None, None),
+        Reward::Tiered(tiers) => {
+            let tier = tiers.iter().rev().find(|t| eligible >= t.from_minor)?;
+            (Some(tier.rate_bp), Some(tier.from_minor))
+        }
+        Reward::Multiplier { factor_percent } => (
+            Some(Reward::multiplied(
+                ctx.settings.base_rate_bp,
+                *factor_percent,
+            )),
+            None,
+        ),
+        Reward::FavouriteCategory { rate_bp, .. } => (Some(*rate_bp), None),
+    };
+    let uncapped = match (&r.reward, rate) {
+        (Reward::Fixed { amount_minor }, _) => *amount_minor,
+        (_, Some(rate)) => rate_amount(eligible, rate),
+        (_, None) => unreachable!("every reward but fixed has a rate"),
+    };
+    let mut capped_by = Vec::new();
+    let mut amount = uncapped;
+    if matches!(r.reward, Reward::Fixed { .. }) {
+        clip(
+            &mut amount,
+            eligible,
+            CapKind::EligibleAmount,
+            &mut capped_by,
+        );
+    }
+    apply_caps(&r.caps, usage_of(ctx, v), &mut amount, &mut capped_by);
+    Some(Assessed {
+        who: Who::Campaign(index),
+        version: Some(v),
+        mode: r.stacking.mode,
+        priority: i64::from(r.stacking.priority),
+        rate,
+        tier_from,
+        favourite,
+        eligible_minor: eligible,
+        uncapped_minor: uncapped,
+        amount_minor: amount,
+        capped_by,
+    })
+}
+
+fn usage_of<'a>(ctx: &EvalContext<'a>, v: &CampaignVersion) -> Option<&'a CampaignUsage> {
+    if !v.rules.caps.needs_usage() {
+        return None;
+    }
+    ctx.usage.iter().find(|u| u.campaign_id == v.id)
+}
+
+fn order_matches(v: &CampaignVersion, prep: &Prep<'_>, ctx: &EvalContext<'_>) -> bool {
+    let r = &v.rules;
+    let moment = match r.window.zone {
+        Some(z) if z != ctx.zone => Moment::new(ctx.at, z),
+        _ => prep.moment,
+    };
+    if !r
+        .window
+        .contains(moment.date, moment.weekday, moment.second)
+    {
+        return false;
+    }
+    let k = &r.conditions;
+    let order = prep.order;
+    if k.channels != 0 && k.channels & (1 << order.channel as u8) == 0 {
+        return false;
+    }
+    if !k.stores.is_empty()
+        && !order
+            .store_id
+            .as_ref()
+            .is_some_and(|s| k.stores.contains(s))
+    {
+        return false;
+    }
+    if k.first_purchase_only && !ctx.customer.first_purchase {
+        return false;
+    }
+    if let Some(b) = k.birthday {
+        let Some(birthday) = ctx.customer.birthday else {
+            return false;
+        };
+        let ok = match b {
+            Birthday::Month => birthday.month() == moment.date.month(),
+            Birthday::WithinDays(n) => days_from_birthday(birthday, moment.date) <= n,
+        };
+        if !ok {
+            return false;
+        }
+    }
+    if !k.segments.is_empty() && !ctx.customer.segments.iter().any(|s| k.segments.contains(s)) {
+        return false;
+    }
+    if !k.partners.is_empty() && !ctx.partner.is_some_and(|p| k.partners.contains(p)) {
+        return false;
+    }
+    true
+}
+
+/// Whether line `i` earns from campaign `c` (index into the set): not excluded
+/// program-wide, targeted by the campaign's line filter, not excluded by the campaign, and
+/// in the favourite category when the reward asks for it.
+fn earns(
+    prep: &Prep<'_>,
+    ctx: &EvalContext<'_>,
+    c: usize,
+    favourite: Option<&Category>,
+    i: usize,
+) -> bool {
+    prep.lines[i].excluded.is_none()
+        && ctx.campaigns.compiled[c].earns(prep.line_symbols(i))
+        && favourite.is_none_or(|f| *f == prep.order.lines[i].category)
+}
+
+fn campaign_eligible(
+    prep: &Prep<'_>,
+    ctx: &EvalContext<'_>,
+    c: usize,
+    favourite: Option<&Category>,
+) -> i64 {
+    if ctx.campaigns.compiled[c].open && favourite.is_none() {
+        return prep.eligible_open;
+    }
+    (0..prep.lines.len())
+        .filter(|&i| earns(prep, ctx, c, favourite, i))
+        .map(|i| prep.lines[i].eligible)
+        .sum()
+}
+
+fn clip(amount: &mut i64, limit: i64, kind: CapKind, capped_by: &mut Vec<CapKind>) {
+    let limit = limit.max(0);
+    if *amount > limit {
+        *amount = limit;
+        capped_by.push(kind);
+    }
+}
+
+/// Caps in their documented order: per order, then the customer's day, week, month and
+/// campaign totals, then the budget. Each clips what is left after the previous one.
+fn apply_caps(
+    caps: &Caps,
+    usage: Option<&CampaignUsage>,
+    amount: &mut i64,
+    capped_by: &mut Vec<CapKind>,
+) {
+    if let Some(cap) = caps.per_order_minor {
+        clip(amount, cap, CapKind::PerOrder, capped_by);
+    }
+    // Without usage a cap counts as used up (see `CampaignUsage`).
+    let periodic = [
+        (
+            caps.per_customer_day_minor,
+            usage.map(|u| u.customer_day_minor),
+            CapKind::CustomerDay,
+        ),
+        (
+            caps.per_customer_week_minor,
+            usage.map(|u| u.customer_week_minor),
+            CapKind::CustomerWeek,
+        ),
+        (
+            caps.per_customer_month_minor,
+            usage.map(|u| u.customer_month_minor),
+            CapKind::CustomerMonth,
+        ),
+        (
+            caps.per_customer_campaign_minor,
+            usage.map(|u| u.customer_campaign_minor),
+            CapKind::CustomerCampaign,
+        ),
+        (
+            caps.budget_minor,
+            usage.map(|u| u.budget_spent_minor),
+            CapKind::Budget,
+        ),
+    ];
+    for (cap, used, kind) in periodic {
+        if let Some(cap) = cap {
+            clip(amount, cap - used.unwrap_or(cap), kind, capped_by);
+        }
+    }
+}
+
+/// Picks what pays: the highest-priority exclusive campaign alone if any applies; otherwise
+/// the best of the best-of group (the base rate included) plus every stackable campaign,
+/// stackables listed by priority (highest first), then id.
+fn select<'c>(base: Assessed<'c>, mut applied: Vec<Assessed<'c>>) -> Vec<Assessed<'c>> {
+    let exclusive = applied
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| a.mode == StackingMode::Exclusive)
+        .max_by(|(_, a), (_, b)| {
+            a.priority
+                .cmp(&b.priority)
+                .then(a.amount_minor.cmp(&b.amount_minor))
+                .then(a.index_key().cmp(&b.index_key()))
+        })
+        .map(|(i, _)| i);
+    if let Some(i) = exclusive {
+        return vec![applied.swap_remove(i)];
+    }
+    let best_of = applied
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| a.mode == StackingMode::BestOf)
+        .max_by(|(_, a), (_, b)| best_of_order(a, b))
+        .map(|(i, _)| i);
+    let best = match best_of {
+        Some(i) if best_of_order(&applied[i], &base) == Ordering::Greater => applied.swap_remove(i),
+        _ => base,
+    };
+    applied.retain(|a| a.mode == StackingMode::Stackable);
+    applied.sort_by(|a, b| {
+        b.priority
+            .cmp(&a.priority)
+            .then(b.index_key().cmp(&a.index_key()))
+    });
+    applied.insert(0, best);
+    applied
+}
+
+fn best_of_order(a: &Assessed<'_>, b: &Assessed<'_>) -> Ordering {
+    a.amount_minor
+        .cmp(&b.amount_minor)
+        .then(a.priority.cmp(&b.priority))
+        .then(a.index_key().cmp(&b.index_key()))
+}
+
+fn build(prep: &Prep<'_>, ctx: &EvalContext<'_>, winners: &[Assessed<'_>]) -> Evaluation {
+    let currency = ctx.settings.currency.as_str();
+    let n = prep.order.lines.len();
+    let mut lines: Vec<LineCashback> = prep
+        .order
+        .lines
+        .iter()
+        .zip(&prep.lines)
+        .map(|(l, f)| LineCashback {
+            line_id: l.line_id.clone(),
+            net_minor: f.net,
+            redeemed_minor: f.redeemed,
+            eligible_minor: f.eligible,
+            cashback_minor: 0,
+            explanation: String::with_capacity(64 * winners.len()),
+            rules: Vec::with_capacity(winners.len()),
+        })
+        .collect();
+    let mut outcomes = Vec::with_capacity(winners.len());
+    let mut earning = vec![false; n];
+    let mut weights = vec![0i64; n];
+    let mut parts = vec![0i64; n];
+    for w in winners {
+        for i in 0..n {
+            earning[i] = match w.who {
+                Who::Base => prep.lines[i].excluded.is_none(),
+                Who::Campaign(c) => earns(prep, ctx, c, w.favourite, i),
+            };
+            weights[i] = if earning[i] {
+                prep.lines[i].eligible
+            } else {
+                0
+            };
+        }
+        largest_remainder_into(w.amount_minor, &weights, &mut parts);
+        let label = label(w, ctx.settings, currency);
+        let caps = cap_notes(w, currency);
+        let mut excluded: Vec<String> = Vec::new();
+        for (i, line) in lines.iter_mut().enumerate() {
+            if earning[i] {
+                line.cashback_minor += parts[i];
+                line.rules.push(rule(w, parts[i], prep.lines[i].eligible));
+                line_piece(
+                    &mut line.explanation,
+                    &label,
+                    &caps,
+                    &prep.lines[i],
+                    currency,
+                );
+            } else if let Some(why) = exclusion(prep, w, i) {
+                let why = why.to_string();
+                if w.version.is_some() {
+                    say(&mut line.explanation, &label);
+                    line.explanation.push_str(": ");
+                    line.explanation.push_str(&why);
+                }
+                if !excluded.contains(&why) {
+                    excluded.push(why);
+                }
+            }
+        }
+        outcomes.push(outcome(w, &label, &excluded, &caps, currency));
+    }
+    for (f, line) in prep.lines.iter().zip(&mut lines) {
+        if line.rules.is_empty() {
+            let why = match f.excluded {
+                Some(x) => format!("no cashback: {x}"),
+                None if line.explanation.is_empty() => "no cashback".to_string(),
+                None => format!("no cashback; {}", line.explanation),
+            };
+            line.explanation = why;
+        }
+    }
+    let total_minor = outcomes.iter().map(|o| o.amount_minor).sum();
+    Evaluation {
+        breakdown: Breakdown { lines, total_minor },
+        campaigns: outcomes,
+    }
+}
+
+fn say(explanation: &mut String, piece: &str) {
+    if !explanation.is_empty() {
+        explanation.push_str("; ");
+    }
+    explanation.push_str(piece);
+}
+
+/// Why a winner paid nothing on a line it would otherwise target: a program-wide exclusion,
+/// or the campaign's own. Lines the campaign simply does not target say nothing about it.
+fn exclusion<'o>(prep: &Prep<'o>, w: &Assessed<'_>, i: usize) -> Option<Excluded<'o>> {
+    let line = &prep.order.lines[i];
+    if let Some(v) = w.version {
+        if !v.rules.conditions.lines.targets(line) {
+            return None;
+        }
+    }
+    prep.lines[i].excluded.or_else(|| {
+        w.version
+            .and_then(|v| v.rules.conditions.exclude.excludes(line))
+    })
+}
+
+fn rule(w: &Assessed<'_>, part: i64, eligible: i64) -> RuleApplied {
+    match w.version {
+        None => RuleApplied {
+            rule: BASE_RATE_ID.into(),
+            rate_bp: w.rate.unwrap_or(BasisPoints(0)),
+            on_minor: eligible,
+            version: None,
+            amount_minor: None,
+            capped_by: Vec::new(),
+            funding: None,
+        },
+        Some(v) => RuleApplied {
+            rule: v.id.as_str().into(),
+            rate_bp: w.rate.unwrap_or(BasisPoints(0)),
+            on_minor: eligible,
+            version: Some(v.version),
+            amount_minor: Some(part),
+            capped_by: w.capped_by.clone(),
+            funding: Some(v.rules.funding.clone()),
+        },
+    }
+}
+
+/// "base rate 5 %", "Black Friday 10 % (v3)", "Big basket 10 % (v2, tier from R$ 200,00)",
+/// "Double 2× base rate = 10 % (v1)", "Welcome R$ 10,00 per order (v1)".
+fn label(w: &Assessed<'_>, settings: &ProgramSettings, currency: &str) -> String {
+    let Some(v) = w.version else {
+        return format!("base rate {}", settings.base_rate_bp);
+    };
+    let name = &v.rules.name;
+    let n = v.version;
+    let rate = w.rate.unwrap_or(BasisPoints(0));
+    match &v.rules.reward {
+        Reward::Percent(_) => format!("{name} {rate} (v{n})"),
+        Reward::Fixed { amount_minor } => {
+            format!(
+                "{name} {} per order (v{n})",
+                format_minor(currency, *amount_minor)
+            )
+        }
+        Reward::Tiered(_) => format!(
+            "{name} {rate} (v{n}, tier from {})",
+            format_minor(currency, w.tier_from.unwrap_or(0))
+        ),
+        Reward::Multiplier { factor_percent } => {
+            format!(
+                "{name} {} base rate = {rate} (v{n})",
+                factor(*factor_percent)
+            )
+        }
+        Reward::FavouriteCategory { .. } => format!(
+            "{name} {rate} (v{n}, favourite category {})",
+            w.favourite.map(Category::as_str).unwrap_or("")
+        ),
+    }
+}
+
+/// 200 → "2×", 150 → "1,5×", 125 → "1,25×".
+fn factor(percent: u32) -> String {
+    let (whole, frac) = (percent / 100, percent % 100);
+    match frac {
+        0 => format!("{whole}×"),
+        f if f % 10 == 0 => format!("{whole},{}×", f / 10),
+        f => format!("{whole},{f:02}×"),
+    }
+}
+
+fn cap_notes(w: &Assessed<'_>, currency: &str) -> Vec<String> {
+    let Some(v) = w.version else {
+        return Vec::new();
+    };
+    let caps = &v.rules.caps;
+    let m = |x: Option<i64>| format_minor(currency, x.unwrap_or(0));
+    w.capped_by
+        .iter()
+        .map(|k| match k {
+            CapKind::EligibleAmount => "capped at the eligible amount".to_string(),
+            CapKind::PerOrder => format!("capped at {} per order", m(caps.per_order_minor)),
+            CapKind::CustomerDay => format!(
+                "capped at {} per customer per day",
+                m(caps.per_customer_day_minor)
+            ),
+            CapKind::CustomerWeek => format!(
+                "capped at {} per customer per week",
+                m(caps.per_customer_week_minor)
+            ),
+            CapKind::CustomerMonth => format!(
+                "capped at {} per customer per month",
+                m(caps.per_customer_month_minor)
+            ),
+            CapKind::CustomerCampaign => format!(
+                "capped at {} per customer for the campaign",
+                m(caps.per_customer_campaign_minor)
+            ),
+            CapKind::Budget => format!(
+                "limited by what is left of the campaign budget of {}",
+                m(caps.budget_minor)
+            ),
+        })
+        .collect()
+}
+
+/// Appends "{label} on R$ 46,00 (R$ 50,00 less R$ 4,00 paid with cashback), capped at…".
+fn line_piece(out: &mut String, label: &str, caps: &[String], f: &LineFacts<'_>, currency: &str) {
+    say(out, label);
+    out.push_str(" on ");
+    push_minor(out, currency, f.eligible);
+    if f.redeemed > 0 {
+        out.push_str(" (");
+        push_minor(out, currency, f.net);
+        out.push_str(" less ");
+        push_minor(out, currency, f.redeemed);
+        out.push_str(" paid with cashback)");
+    }
+    for c in caps {
+        out.push_str(", ");
+        out.push_str(c);
+    }
+}
+
+fn outcome(
+    w: &Assessed<'_>,
+    label: &str,
+    excluded: &[String],
+    caps: &[String],
+    currency: &str,
+) -> CampaignOutcome {
+    let mut explanation = String::with_capacity(label.len() + 32);
+    explanation.push_str(label);
+    explanation.push_str(" on ");
+    push_minor(&mut explanation, currency, w.eligible_minor);
+    explanation.push_str(" eligible");
+    for note in excluded.iter().chain(caps) {
+        explanation.push_str("; ");
+        explanation.push_str(note);
+    }
+    let (campaign_id, version, funding) = match w.version {
+        None => (
+            CampaignId::parse(BASE_RATE_ID).expect("a valid id"),
+            0,
+            Funding::Retailer,
+        ),
+        Some(v) => (v.id.clone(), v.version, v.rules.funding.clone()),
+    };
+    CampaignOutcome {
+        campaign_id,
+        version,
+        rate_bp: w.rate,
+        eligible_minor: w.eligible_minor,
+        uncapped_minor: w.uncapped_minor,
+        amount_minor: w.amount_minor,
+        capped_by: w.capped_by.clone(),
+        funding,
+        explanation,
+    }
+}
