@@ -13,6 +13,7 @@ use crate::bench::{
     closed_loop, customer_id, fmt_f, http_client, open_loop, per_second, post_json, post_order,
     progress, redeem, seed_wallets, Latency, Server,
 };
+use crate::store::pg_config;
 use anyhow::{bail, Context, Result};
 use kembali_app::clock::SystemClock;
 use kembali_app::model::ProgramRequest;
@@ -117,8 +118,8 @@ async fn ingest(engine: &Engine<PgStore>, prefix: &'static str, args: &BenchPgAr
 }
 
 async fn http_two_replicas(url: &str, args: &BenchPgArgs) -> Result<f64> {
-    let a = engine_on(url, PgConfig::default()).await?;
-    let b = engine_on(url, PgConfig::default()).await?;
+    let a = engine_on(url, pg_config()?).await?;
+    let b = engine_on(url, pg_config()?).await?;
     let (sa, sb) = (Server::start(&a).await?, Server::start(&b).await?);
     let client = http_client(args.clients)?;
     let targets = Arc::new([
@@ -153,7 +154,7 @@ async fn http_two_replicas(url: &str, args: &BenchPgArgs) -> Result<f64> {
 /// Seeds every wallet, measures the peak hold+capture rate (closed loop), then the latency
 /// at half of it (open loop).
 async fn redemptions(url: &str, args: &BenchPgArgs) -> Result<(f64, u32, Latency)> {
-    let engine = engine_on(url, PgConfig::default()).await?;
+    let engine = engine_on(url, pg_config()?).await?;
     engine
         .update_program(ProgramRequest {
             pending_days: Some(0),
@@ -226,12 +227,8 @@ pub async fn run(args: BenchPgArgs) -> Result<()> {
 
     progress("phase 3: orders through the use-case layer, group commit");
     let db = TestDatabase::create().await;
-    let orders_batched_per_s = ingest(
-        &engine_on(&db.url, PgConfig::default()).await?,
-        "bat",
-        &args,
-    )
-    .await?;
+    let orders_batched_per_s =
+        ingest(&engine_on(&db.url, pg_config()?).await?, "bat", &args).await?;
     drop(db);
 
     progress("phase 4: orders over HTTP, two replicas");

@@ -36,11 +36,36 @@ pub async fn open(url: &str) -> Result<Backend> {
             Ok(Backend::Sqlite(store))
         }
         "postgres" | "postgresql" => {
-            let store = PgStore::connect(url, PgConfig::default())
+            let store = PgStore::connect(url, pg_config()?)
                 .await
                 .context("connecting to PostgreSQL")?;
             Ok(Backend::Postgres(store))
         }
         _ => bail!("unsupported database URL {url:?}: use sqlite://PATH or postgres://HOST/DB"),
     }
+}
+
+/// The PostgreSQL adapter's settings, with `KEMBALI_PG_WRITERS`, `KEMBALI_PG_READERS` and
+/// `KEMBALI_PG_MAX_BATCH` from the environment overriding the defaults.
+pub fn pg_config() -> Result<PgConfig> {
+    let mut c = PgConfig::default();
+    let var = |name: &str| -> Result<Option<usize>> {
+        match std::env::var(name) {
+            Ok(v) => match v.parse::<usize>() {
+                Ok(n) if (1..=1024).contains(&n) => Ok(Some(n)),
+                _ => bail!("{name} must be a number from 1 to 1024, not {v:?}"),
+            },
+            Err(_) => Ok(None),
+        }
+    };
+    if let Some(n) = var("KEMBALI_PG_WRITERS")? {
+        c.writers = n;
+    }
+    if let Some(n) = var("KEMBALI_PG_READERS")? {
+        c.readers = n as u32;
+    }
+    if let Some(n) = var("KEMBALI_PG_MAX_BATCH")? {
+        c.max_batch = n;
+    }
+    Ok(c)
 }

@@ -49,8 +49,8 @@ fn keys_create_refuses_a_channel_on_a_non_channel_key() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("channel"));
 }
 
-#[test]
-fn migrate_creates_the_database_and_postgres_is_refused_clearly() {
+#[tokio::test]
+async fn migrate_creates_either_database_and_an_unknown_scheme_is_refused_clearly() {
     let dir = scratch_dir();
     let out = kembali(&["migrate", "--db", &db_url(&dir)]);
     assert!(
@@ -59,9 +59,23 @@ fn migrate_creates_the_database_and_postgres_is_refused_clearly() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(dir.join("kembali.db").exists());
-    let pg = kembali(&["migrate", "--db", "postgres://localhost/kembali"]);
-    assert!(!pg.status.success());
-    assert!(String::from_utf8_lossy(&pg.stderr).contains("PostgreSQL support is not built yet"));
+    let pg = kembali_store_postgres::testing::TestDatabase::create().await;
+    let out = kembali(&["migrate", "--db", &pg.url]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let key = kembali(&["keys", "create", "--db", &pg.url, "--role", "analyst"]);
+    assert!(
+        key.status.success(),
+        "{}",
+        String::from_utf8_lossy(&key.stderr)
+    );
+    let other = kembali(&["migrate", "--db", "mysql://localhost/kembali"]);
+    assert!(!other.status.success());
+    let why = String::from_utf8_lossy(&other.stderr);
+    assert!(why.contains("use sqlite://PATH or postgres://"), "{why}");
 }
 
 #[tokio::test]
