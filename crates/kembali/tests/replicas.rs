@@ -24,10 +24,14 @@ fn report(what: &str, acked: &load::Acked) {
     );
 }
 
+/// The checker's own store: few connections, beside the servers' pools.
 async fn pg_store(url: &str) -> PgStore {
-    PgStore::connect(url, PgConfig::default())
-        .await
-        .expect("connect")
+    let small = PgConfig {
+        writers: 1,
+        readers: 2,
+        ..PgConfig::default()
+    };
+    PgStore::connect(url, small).await.expect("connect")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
