@@ -1,4 +1,4 @@
-//! The models against the published CDNOW results (see shared/data/cdnow/README.md): the
+//! The models against the published CDNOW results (see tests/data/cdnow/README.md): the
 //! summaries reproduce the published ones for every customer, and the fits reproduce the
 //! papers' parameters.
 
@@ -7,15 +7,11 @@ use kembali_core::analytics::{bgnbd, cdnow, gamma_gamma, rfm};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// shared/ sits beside the repository (/work/main, /work/wt-*, a CI clone): walk up from the
-/// crate until a directory holds shared/data/cdnow, so any checkout depth works.
+/// A copy of the CDNOW sample and its published summaries (MIT, from the `lifetimes`
+/// package; see LICENSE-lifetimes.txt there), kept in the repository so the tests run on any
+/// checkout.
 fn cdnow_dir() -> PathBuf {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest
-        .ancestors()
-        .map(|dir| dir.join("shared/data/cdnow"))
-        .find(|dir| dir.is_dir())
-        .unwrap_or_else(|| panic!("no shared/data/cdnow above {}", manifest.display()))
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/cdnow")
 }
 
 fn read(name: &str) -> String {
