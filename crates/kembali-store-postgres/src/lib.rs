@@ -24,10 +24,10 @@
 mod tx;
 
 use async_trait::async_trait;
-use futures::future::BoxFuture;
 use futures::FutureExt;
 use kembali_app::error::{AppError, StoreError};
-use kembali_app::store::{Job, Store, Tx};
+use kembali_app::store::batch::{erase, ErasedJob};
+use kembali_app::store::{Job, Store};
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Executor, PgPool, Postgres};
@@ -35,7 +35,7 @@ use std::panic::AssertUnwindSafe;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio::sync::{mpsc, Mutex};
 
 pub use tx::PgTx;
 
@@ -102,14 +102,6 @@ pub(crate) fn db_err(e: sqlx::Error) -> StoreError {
         _ => StoreError::Corrupt(e.to_string()),
     }
 }
-
-/// The result of one job, delivered only after its batch committed (or failed to).
-struct Completion {
-    ok: bool,
-    deliver: Box<dyn FnOnce(Option<StoreError>) + Send>,
-}
-
-type ErasedJob = Box<dyn for<'t> FnOnce(&'t mut dyn Tx) -> BoxFuture<'t, Completion> + Send>;
 
 pub struct PgStore {
     queue: mpsc::Sender<ErasedJob>,
@@ -244,7 +236,7 @@ async fn run_batch(pool: &PgPool, batch: &mut Vec<ErasedJob>, config: &PgConfig)
         },
     };
     for c in done {
-        (c.deliver)(if c.ok { commit_error.clone() } else { None });
+        c.finish(&commit_error);
     }
 }
 
@@ -254,37 +246,15 @@ async fn discard(conn: PoolConnection<Postgres>) {
     let _ = conn.close().await;
 }
 
-fn dropped() -> AppError {
-    AppError::Store(StoreError::Unavailable(
-        "the write was not completed".into(),
-    ))
-}
-
 #[async_trait]
 impl Store for PgStore {
     async fn write<T: Send + 'static>(&self, job: Job<T>) -> Result<T, AppError> {
-        let (tx, rx) = oneshot::channel::<Result<T, AppError>>();
-        let erased: ErasedJob = Box::new(move |t: &mut dyn Tx| {
-            Box::pin(async move {
-                let result = job(t).await;
-                let ok = result.is_ok();
-                Completion {
-                    ok,
-                    deliver: Box::new(move |commit_error| {
-                        let out = match commit_error {
-                            Some(e) => Err(AppError::Store(e)),
-                            None => result,
-                        };
-                        let _ = tx.send(out);
-                    }),
-                }
-            })
-        });
+        let (erased, answer) = erase(job);
         self.queue
             .send(erased)
             .await
             .map_err(|_| AppError::Store(StoreError::Unavailable("the writers stopped".into())))?;
-        rx.await.unwrap_or_else(|_| Err(dropped()))
+        answer.await
     }
 
     async fn read<T: Send + 'static>(&self, job: Job<T>) -> Result<T, AppError> {

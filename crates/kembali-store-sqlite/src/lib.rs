@@ -22,13 +22,14 @@ use async_trait::async_trait;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use kembali_app::error::{AppError, StoreError};
+use kembali_app::store::batch::{erase, ErasedJob};
 use kembali_app::store::{Job, Store, Tx};
 use rusqlite::{Connection, OpenFlags};
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, Semaphore};
 
 pub use tx::SqliteTx;
 
@@ -49,14 +50,6 @@ const PAGE_SIZE: i64 = 4096;
 /// How long a statement waits for a lock held by another process (a `kembali migrate` or
 /// `keys create` run beside a server).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// The result of one job, delivered only after its batch committed (or failed to).
-struct Completion {
-    ok: bool,
-    deliver: Box<dyn FnOnce(Option<StoreError>) + Send>,
-}
-
-type ErasedJob = Box<dyn for<'t> FnOnce(&'t mut dyn Tx) -> BoxFuture<'t, Completion> + Send>;
 
 pub struct SqliteStore {
     queue: mpsc::Sender<ErasedJob>,
@@ -213,41 +206,19 @@ fn run_batch(conn: &mut Connection, batch: &mut Vec<ErasedJob>) {
         db_err(e)
     });
     for c in done {
-        (c.deliver)(if c.ok { commit_error.clone() } else { None });
+        c.finish(&commit_error);
     }
-}
-
-fn dropped() -> AppError {
-    AppError::Store(StoreError::Unavailable(
-        "the write was not completed".into(),
-    ))
 }
 
 #[async_trait]
 impl Store for SqliteStore {
     async fn write<T: Send + 'static>(&self, job: Job<T>) -> Result<T, AppError> {
-        let (tx, rx) = oneshot::channel::<Result<T, AppError>>();
-        let erased: ErasedJob = Box::new(move |t: &mut dyn Tx| {
-            Box::pin(async move {
-                let result = job(t).await;
-                let ok = result.is_ok();
-                Completion {
-                    ok,
-                    deliver: Box::new(move |commit_error| {
-                        let out = match commit_error {
-                            Some(e) => Err(AppError::Store(e)),
-                            None => result,
-                        };
-                        let _ = tx.send(out);
-                    }),
-                }
-            })
-        });
+        let (erased, answer) = erase(job);
         self.queue
             .send(erased)
             .await
             .map_err(|_| AppError::Store(StoreError::Unavailable("the writer stopped".into())))?;
-        rx.await.unwrap_or_else(|_| Err(dropped()))
+        answer.await
     }
 
     async fn read<T: Send + 'static>(&self, job: Job<T>) -> Result<T, AppError> {

@@ -5,6 +5,7 @@ use crate::db_err;
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use kembali_app::error::StoreError;
+use kembali_app::store::decode::{channel, corrupt, from_json, id, json, order_key};
 use kembali_app::store::*;
 use kembali_core::ids::{
     Category, Channel, CustomerId, LineId, OrderId, RedemptionId, ReturnId, Segment, Sku, StoreId,
@@ -34,36 +35,6 @@ fn micros(t: DateTime<Utc>) -> i64 {
 
 fn instant(us: i64) -> R<DateTime<Utc>> {
     DateTime::from_timestamp_micros(us).ok_or_else(|| corrupt("instant out of range"))
-}
-
-fn corrupt(what: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(what.to_string())
-}
-
-fn json<T: serde::Serialize>(v: &T) -> R<String> {
-    serde_json::to_string(v).map_err(corrupt)
-}
-
-fn from_json<T: serde::de::DeserializeOwned>(s: &str) -> R<T> {
-    serde_json::from_str(s).map_err(corrupt)
-}
-
-fn channel(s: &str) -> R<Channel> {
-    Channel::parse(s).ok_or_else(|| corrupt(format!("unknown channel {s}")))
-}
-
-fn id<T>(r: Result<T, kembali_core::ids::IdError>) -> R<T> {
-    r.map_err(corrupt)
-}
-
-fn order_key(ch: Option<String>, id_: Option<String>) -> R<Option<OrderKey>> {
-    match (ch, id_) {
-        (Some(c), Some(o)) => Ok(Some(OrderKey {
-            channel: channel(&c)?,
-            order_id: id(OrderId::parse(o))?,
-        })),
-        _ => Ok(None),
-    }
 }
 
 const CUSTOMER_COLS: &str =

@@ -7,6 +7,9 @@
 //! failed. Jobs lock their customer with [`Tx::customer`]`(id, true)` before they change a
 //! wallet, so adapters with many writers serialize per wallet.
 
+pub mod batch;
+pub mod decode;
+
 use crate::error::{AppError, StoreError};
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
