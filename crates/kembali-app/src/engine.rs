@@ -1,16 +1,22 @@
 //! The engine: every use case as one method, each running as one job in one transaction.
 
+use crate::backtest::{self, BacktestReport, BacktestRequest};
+use crate::campaign_admin;
+use crate::campaigns::CampaignCache;
 use crate::clock::Clock;
 use crate::error::{AppError, AppResult, StoreError};
 use crate::model::*;
 use crate::orders::{ensure_customer, post_order, post_return, resolve_order};
 use crate::redemptions::{self, quote_settled};
 use crate::store::{
-    job, ApiKeyRecord, CustomerRecord, IdempotencyRecord, JournalEntry, Role, Store, Tx,
+    job, ApiKeyRecord, CampaignAction, CampaignStatus, CustomerRecord, IdempotencyRecord,
+    JournalEntry, Role, Store, Tx,
 };
 use crate::wallet::{balances_from_lots, load_ctx, settle, wallet_due};
 use chrono::{DateTime, Duration, SubsecRound, Utc};
-use kembali_core::ids::{Channel, Currency, CustomerId, OrderId, RedemptionId, ReturnId, StoreId};
+use kembali_core::ids::{
+    CampaignId, Channel, Currency, CustomerId, OrderId, RedemptionId, ReturnId, StoreId,
+};
 use kembali_core::limits::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, WALLET_EXPIRATIONS_SHOWN};
 use kembali_core::lots::LotState;
 use kembali_core::money::BasisPoints;
@@ -52,6 +58,7 @@ pub fn secret_sha256(secret: &str) -> String {
 pub struct Engine<S> {
     store: Arc<S>,
     clock: Arc<dyn Clock>,
+    campaigns: Arc<CampaignCache>,
 }
 
 impl<S> Clone for Engine<S> {
@@ -59,6 +66,7 @@ impl<S> Clone for Engine<S> {
         Engine {
             store: self.store.clone(),
             clock: self.clock.clone(),
+            campaigns: self.campaigns.clone(),
         }
     }
 }
@@ -123,7 +131,11 @@ macro_rules! idempotent_write {
 
 impl<S: Store> Engine<S> {
     pub fn new(store: Arc<S>, clock: Arc<dyn Clock>) -> Self {
-        Engine { store, clock }
+        Engine {
+            store,
+            clock,
+            campaigns: Arc::new(CampaignCache::default()),
+        }
     }
 
     pub fn store(&self) -> &Arc<S> {
@@ -209,6 +221,117 @@ impl<S: Store> Engine<S> {
             .await
     }
 
+    // ------------------------------------------------------------ campaigns
+
+    pub async fn create_campaign(
+        &self,
+        actor: &str,
+        req: CampaignCreateRequest,
+    ) -> AppResult<CampaignView> {
+        let now = self.now();
+        let actor = actor.to_string();
+        self.write_retrying(move || {
+            let (actor, req) = (actor.clone(), req.clone());
+            job(move |tx| {
+                Box::pin(async move { campaign_admin::create(tx, now, &actor, req).await })
+            })
+        })
+        .await
+    }
+
+    pub async fn update_campaign(
+        &self,
+        actor: &str,
+        id: CampaignId,
+        req: CampaignUpdateRequest,
+    ) -> AppResult<CampaignView> {
+        let now = self.now();
+        let actor = actor.to_string();
+        self.write_retrying(move || {
+            let (actor, id, req) = (actor.clone(), id.clone(), req.clone());
+            job(move |tx| {
+                Box::pin(async move {
+                    campaign_admin::update(
+                        tx,
+                        now,
+                        &actor,
+                        &id,
+                        req.definition,
+                        req.expected_version,
+                    )
+                    .await
+                })
+            })
+        })
+        .await
+    }
+
+    /// Pause, resume or end a campaign.
+    pub async fn set_campaign_status(
+        &self,
+        actor: &str,
+        id: CampaignId,
+        action: CampaignAction,
+    ) -> AppResult<CampaignView> {
+        let now = self.now();
+        let actor = actor.to_string();
+        self.write_retrying(move || {
+            let (actor, id) = (actor.clone(), id.clone());
+            job(move |tx| {
+                Box::pin(
+                    async move { campaign_admin::set_status(tx, now, &actor, &id, action).await },
+                )
+            })
+        })
+        .await
+    }
+
+    pub async fn campaign(&self, id: CampaignId) -> AppResult<CampaignView> {
+        self.store
+            .read(job(move |tx| {
+                Box::pin(async move { campaign_admin::get(tx, &id).await })
+            }))
+            .await
+    }
+
+    pub async fn campaigns(&self, status: Option<CampaignStatus>) -> AppResult<CampaignList> {
+        self.store
+            .read(job(move |tx| {
+                Box::pin(async move {
+                    Ok(CampaignList {
+                        campaigns: campaign_admin::list(tx, status).await?,
+                    })
+                })
+            }))
+            .await
+    }
+
+    /// Replays the stored history of a period under a draft campaign set; changes nothing.
+    pub async fn backtest(&self, req: BacktestRequest) -> AppResult<BacktestReport> {
+        let now = self.now();
+        let started = std::time::Instant::now();
+        self.store
+            .read(job(move |tx| {
+                Box::pin(async move {
+                    let ctx = load_ctx(tx, now).await?;
+                    backtest::run(tx, &ctx, &req, started).await
+                })
+            }))
+            .await
+    }
+
+    pub async fn preview(&self, req: PreviewRequest) -> AppResult<PreviewView> {
+        let now = self.now();
+        self.store
+            .read(job(move |tx| {
+                Box::pin(async move {
+                    let ctx = load_ctx(tx, now).await?;
+                    campaign_admin::preview(tx, &ctx, req).await
+                })
+            }))
+            .await
+    }
+
     pub async fn put_customer(
         &self,
         id: CustomerId,
@@ -256,10 +379,11 @@ impl<S: Store> Engine<S> {
 
     pub async fn post_order(&self, req: PostOrder, idem: Option<Idem>) -> AppResult<OrderReceipt> {
         let hash = request_hash("order", &req);
-        idempotent_write!(self, idem, [req, hash], |tx, ctx| post_order(
-            tx, &ctx, req, hash
-        )
-        .await?)
+        let cache = self.campaigns.clone();
+        idempotent_write!(self, idem, [req, hash, cache], |tx, ctx| {
+            let set = cache.active(tx).await?;
+            post_order(tx, &ctx, &set, req, hash).await?
+        })
     }
 
     pub async fn post_return(
@@ -818,6 +942,10 @@ pub fn program_view(s: &ProgramSettings) -> ProgramView {
         hold_ttl_secs: s.hold_ttl_secs,
         clawback_policy: s.clawback_policy,
         restore_grace_days: s.restore_grace_days,
+        time_zone: s.time_zone.clone(),
+        holdout_share_bp: s.holdout_share_bp.0,
+        holdout_salt: s.holdout_salt.clone(),
+        gross_margin_bp: s.gross_margin_bp.0,
     }
 }
 
@@ -844,6 +972,10 @@ fn apply_program(mut s: ProgramSettings, req: ProgramRequest) -> AppResult<Progr
     s.hold_ttl_secs = req.hold_ttl_secs.unwrap_or(s.hold_ttl_secs);
     s.clawback_policy = req.clawback_policy.unwrap_or(s.clawback_policy);
     s.restore_grace_days = req.restore_grace_days.unwrap_or(s.restore_grace_days);
+    s.time_zone = req.time_zone.unwrap_or(s.time_zone);
+    s.holdout_share_bp = req.holdout_share_bp.map_or(s.holdout_share_bp, BasisPoints);
+    s.holdout_salt = req.holdout_salt.unwrap_or(s.holdout_salt);
+    s.gross_margin_bp = req.gross_margin_bp.map_or(s.gross_margin_bp, BasisPoints);
     for problem in s.problems() {
         p.push(problem.field, "out_of_range", problem.message);
     }

@@ -104,6 +104,7 @@ impl AppError {
                 "customer" => "customer_not_found",
                 "order" => "order_not_found",
                 "redemption" => "redemption_not_found",
+                "campaign" => "campaign_not_found",
                 _ => "not_found",
             },
             AppError::Conflict { code, .. } | AppError::Rejected { code, .. } => code,

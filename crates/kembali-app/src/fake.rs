@@ -5,8 +5,14 @@ use crate::error::{AppError, StoreError};
 use crate::store::*;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use kembali_core::ids::{Channel, CustomerId, OrderId, RedemptionId, ReturnId};
-use kembali_core::ledger::{ProgramTotals, WalletBalances};
+use kembali_core::analytics::experiment::Arm;
+use kembali_core::analytics::metrics::{
+    returned_value_minor, ExpiryFact, Facts, OrderFact, RedemptionPart,
+};
+use kembali_core::ids::{
+    CampaignId, Category, Channel, CustomerId, OrderId, RedemptionId, ReturnId,
+};
+use kembali_core::ledger::{Account, EntryKind, ProgramTotals, WalletBalances};
 use kembali_core::lots::LotState;
 use kembali_core::program::ProgramSettings;
 use std::collections::{BTreeMap, HashMap};
@@ -24,6 +30,10 @@ struct State {
     journal: Vec<JournalEntry>,
     events: Vec<EventRecord>,
     keys: HashMap<String, ApiKeyRecord>,
+    campaigns: BTreeMap<CampaignId, CampaignRecord>,
+    campaign_versions: BTreeMap<(CampaignId, u32), CampaignVersionRecord>,
+    usage: BTreeMap<(CustomerId, CampaignId, UsagePeriod, DateTime<Utc>), i64>,
+    assignments: BTreeMap<(String, CustomerId), AssignmentRecord>,
 }
 
 #[derive(Default)]
@@ -339,6 +349,184 @@ impl Tx for State {
             .cloned()
             .collect())
     }
+    async fn campaign(
+        &mut self,
+        id: &CampaignId,
+        _lock: bool,
+    ) -> StoreResult<Option<CampaignRecord>> {
+        Ok(self.campaigns.get(id).cloned())
+    }
+    async fn campaigns(&mut self) -> StoreResult<Vec<CampaignRecord>> {
+        Ok(self.campaigns.values().cloned().collect())
+    }
+    async fn campaigns_revision(&mut self) -> StoreResult<i64> {
+        Ok(self
+            .campaigns
+            .values()
+            .map(|c| i64::from(c.current.version))
+            .sum())
+    }
+    async fn campaign_versions(
+        &mut self,
+        id: &CampaignId,
+    ) -> StoreResult<Vec<CampaignVersionRecord>> {
+        Ok(self
+            .campaign_versions
+            .range((id.clone(), 0)..=(id.clone(), u32::MAX))
+            .map(|(_, v)| v.clone())
+            .collect())
+    }
+    async fn put_campaign_version(&mut self, v: &CampaignVersionRecord) -> StoreResult<()> {
+        let key = (v.campaign_id.clone(), v.version);
+        if self.campaign_versions.contains_key(&key) {
+            return Err(StoreError::Conflict("campaign version".into()));
+        }
+        self.campaign_versions.insert(key, v.clone());
+        let spent = match self.campaigns.get(&v.campaign_id) {
+            Some(c) => c.budget_spent_minor,
+            None => 0,
+        };
+        if v.definition.caps.budget_minor.is_some_and(|b| spent > b) {
+            return Err(StoreError::Corrupt("budget below what it spent".into()));
+        }
+        let created_at = self
+            .campaigns
+            .get(&v.campaign_id)
+            .map_or(v.at, |c| c.created_at);
+        self.campaigns.insert(
+            v.campaign_id.clone(),
+            CampaignRecord {
+                current: v.clone(),
+                created_at,
+                budget_spent_minor: spent,
+            },
+        );
+        Ok(())
+    }
+    async fn lock_budgets(&mut self, ids: &[CampaignId]) -> StoreResult<Vec<(CampaignId, i64)>> {
+        Ok(ids
+            .iter()
+            .filter_map(|id| {
+                self.campaigns
+                    .get(id)
+                    .map(|c| (id.clone(), c.budget_spent_minor))
+            })
+            .collect())
+    }
+    async fn spend_budget(&mut self, id: &CampaignId, amount_minor: i64) -> StoreResult<()> {
+        let c = self
+            .campaigns
+            .get_mut(id)
+            .ok_or_else(|| StoreError::Corrupt(format!("no campaign {id}")))?;
+        match c.current.definition.caps.budget_minor {
+            Some(b) if c.budget_spent_minor + amount_minor <= b => {
+                c.budget_spent_minor += amount_minor;
+                Ok(())
+            }
+            _ => Err(StoreError::Corrupt(format!(
+                "budget of campaign {id} would be overspent"
+            ))),
+        }
+    }
+    async fn campaign_usage(
+        &mut self,
+        customer: &CustomerId,
+        day: DateTime<Utc>,
+        week: DateTime<Utc>,
+        month: DateTime<Utc>,
+    ) -> StoreResult<Vec<UsageRow>> {
+        Ok(self
+            .usage
+            .iter()
+            .filter(|((c, _, period, start), _)| {
+                c == customer
+                    && match period {
+                        UsagePeriod::Day => *start == day,
+                        UsagePeriod::Week => *start == week,
+                        UsagePeriod::Month => *start == month,
+                        UsagePeriod::Campaign => true,
+                    }
+            })
+            .map(|((_, campaign, period, start), amount)| UsageRow {
+                campaign_id: campaign.clone(),
+                period: *period,
+                start: *start,
+                amount_minor: *amount,
+            })
+            .collect())
+    }
+    async fn add_campaign_usage(
+        &mut self,
+        customer: &CustomerId,
+        rows: &[UsageRow],
+    ) -> StoreResult<()> {
+        for u in rows {
+            *self
+                .usage
+                .entry((customer.clone(), u.campaign_id.clone(), u.period, u.start))
+                .or_insert(0) += u.amount_minor;
+        }
+        Ok(())
+    }
+    async fn customer_has_orders(&mut self, customer: &CustomerId) -> StoreResult<bool> {
+        Ok(self.orders.values().any(|o| o.customer_id == *customer))
+    }
+    async fn category_spend(
+        &mut self,
+        customer: &CustomerId,
+        from: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> StoreResult<Vec<(Category, i64)>> {
+        let mut spend: BTreeMap<Category, i64> = BTreeMap::new();
+        for o in self.orders.values() {
+            if o.customer_id == *customer && o.placed_at >= from && o.placed_at < until {
+                for l in &o.lines {
+                    *spend.entry(l.line.category.clone()).or_insert(0) += l.net_minor;
+                }
+            }
+        }
+        Ok(spend.into_iter().collect())
+    }
+    async fn order_history(
+        &mut self,
+        until: DateTime<Utc>,
+        after: Option<&HistoryCursor>,
+        limit: usize,
+    ) -> StoreResult<Vec<HistoricalOrder>> {
+        let sort_key = |c: &HistoryCursor| {
+            (
+                c.placed_at,
+                c.created_at,
+                c.key.channel.as_str(),
+                c.key.order_id.to_string(),
+            )
+        };
+        let mut all = Vec::new();
+        for o in self.orders.values().filter(|o| o.placed_at < until) {
+            let h = HistoricalOrder {
+                order: kembali_core::order::Order {
+                    channel: o.key.channel,
+                    store_id: o.store_id.clone(),
+                    order_id: o.key.order_id.clone(),
+                    customer_id: o.customer_id.clone(),
+                    currency: kembali_core::ids::Currency::parse(&o.currency)
+                        .map_err(|e| StoreError::Corrupt(e.into()))?,
+                    lines: o.lines.iter().map(|l| l.line.clone()).collect(),
+                },
+                partner_id: o.partner_id.clone(),
+                placed_at: o.placed_at,
+                created_at: o.created_at,
+                redeemed_minor: o.redeemed_minor,
+                paid_minor: o.cashback_minor,
+            };
+            if after.is_none_or(|a| sort_key(&HistoryCursor::of(&h)) > sort_key(a)) {
+                all.push(h);
+            }
+        }
+        all.sort_by_key(|o| sort_key(&HistoryCursor::of(o)));
+        all.truncate(limit);
+        Ok(all)
+    }
     async fn api_key_by_hash(&mut self, secret_sha256: &str) -> StoreResult<Option<ApiKeyRecord>> {
         Ok(self.keys.get(secret_sha256).cloned())
     }
@@ -348,5 +536,186 @@ impl Tx for State {
         }
         self.keys.insert(key.secret_sha256.clone(), key.clone());
         Ok(())
+    }
+
+    // ------------------------------------------------------------------ history import
+
+    async fn import_orders(&mut self, orders: &[OrderRecord]) -> StoreResult<Vec<ImportOutcome>> {
+        let mut outcomes = Vec::with_capacity(orders.len());
+        for o in orders {
+            if let Some(stored) = self.orders.get(&o.key) {
+                outcomes.push(ImportOutcome::of_existing(
+                    &stored.request_hash,
+                    &o.request_hash,
+                ));
+                continue;
+            }
+            self.customers
+                .entry(o.customer_id.clone())
+                .or_insert_with(|| CustomerRecord {
+                    id: o.customer_id.clone(),
+                    email: None,
+                    phone: None,
+                    birthday: None,
+                    segments: vec![],
+                    created_at: o.placed_at,
+                    balances: WalletBalances::default(),
+                });
+            self.orders.insert(o.key.clone(), o.clone());
+            outcomes.push(ImportOutcome::Inserted);
+        }
+        Ok(outcomes)
+    }
+
+    // ------------------------------------------------------------ metrics and experiments
+
+    async fn metric_customers(&mut self, facts: &mut Facts) -> StoreResult<()> {
+        for c in self.customers.values() {
+            let ix = facts.customer(c.id.as_str()).map_err(decode::corrupt)? as usize;
+            let b = &c.balances;
+            facts.customers[ix].segments = c.segments.clone();
+            facts.customers[ix].liability_minor =
+                b.pending_minor + b.available_minor + b.held_minor;
+        }
+        Ok(())
+    }
+    async fn metric_orders(&mut self, facts: &mut Facts) -> StoreResult<()> {
+        for o in self.orders.values() {
+            let customer = facts
+                .customer(o.customer_id.as_str())
+                .map_err(decode::corrupt)?;
+            let store = match &o.store_id {
+                Some(s) => Some(facts.store(s.as_str()).map_err(decode::corrupt)?),
+                None => None,
+            };
+            let lines = o.lines.iter();
+            facts.orders.push(OrderFact {
+                customer,
+                channel: o.key.channel,
+                store,
+                placed_at: o.placed_at,
+                total_minor: o.total_minor,
+                returned_minor: lines
+                    .clone()
+                    .map(|l| returned_value_minor(l.net_minor, l.line.quantity, l.returned_qty))
+                    .sum(),
+                cashback_minor: o.cashback_minor,
+                clawed_back_minor: lines.map(|l| l.clawed_back_minor).sum(),
+            });
+        }
+        Ok(())
+    }
+    async fn metric_redemptions(&mut self, facts: &mut Facts) -> StoreResult<()> {
+        for r in self.redemptions.values() {
+            if r.state != RedemptionState::Captured {
+                continue;
+            }
+            let customer = facts
+                .customer(r.customer_id.as_str())
+                .map_err(decode::corrupt)?;
+            let store = match &r.store_id {
+                Some(s) => Some(facts.store(s.as_str()).map_err(decode::corrupt)?),
+                None => None,
+            };
+            for a in &r.allocations {
+                let amount_minor = a.captured_minor - a.restored_minor;
+                if amount_minor <= 0 {
+                    continue;
+                }
+                let earned_on = self
+                    .lots
+                    .get(&a.lot_id)
+                    .and_then(|l| l.order.as_ref())
+                    .map(|k| k.channel);
+                facts.redemptions.push(RedemptionPart {
+                    customer,
+                    channel: r.channel,
+                    store,
+                    at: r.created_at,
+                    earned_on,
+                    amount_minor,
+                });
+            }
+        }
+        Ok(())
+    }
+    async fn metric_expiries(&mut self, facts: &mut Facts) -> StoreResult<()> {
+        for e in self
+            .journal
+            .iter()
+            .filter(|e| e.entry.kind == EntryKind::Expire)
+        {
+            let customer = facts
+                .customer(e.customer_id.as_str())
+                .map_err(decode::corrupt)?;
+            let amount_minor = e
+                .entry
+                .postings
+                .iter()
+                .filter(|p| p.account == Account::Expired)
+                .map(|p| p.amount_minor)
+                .sum();
+            facts.expiries.push(ExpiryFact {
+                customer,
+                at: e.at,
+                amount_minor,
+            });
+        }
+        Ok(())
+    }
+    async fn liability_moves_after(
+        &mut self,
+        after: DateTime<Utc>,
+    ) -> StoreResult<Vec<(CustomerId, i64)>> {
+        let mut sums: BTreeMap<CustomerId, i64> = BTreeMap::new();
+        for e in self.journal.iter().filter(|e| e.at > after) {
+            let d = e.entry.wallet_delta();
+            *sums.entry(e.customer_id.clone()).or_default() +=
+                d.pending_minor + d.available_minor + d.held_minor;
+        }
+        Ok(sums.into_iter().filter(|(_, v)| *v != 0).collect())
+    }
+    async fn record_assignment(
+        &mut self,
+        assignment: &AssignmentRecord,
+    ) -> StoreResult<AssignmentRecord> {
+        let key = (
+            assignment.experiment_id.clone(),
+            assignment.customer_id.clone(),
+        );
+        Ok(self
+            .assignments
+            .entry(key)
+            .or_insert_with(|| assignment.clone())
+            .clone())
+    }
+    async fn assignments(&mut self, experiment_id: &str) -> StoreResult<Vec<AssignmentRecord>> {
+        Ok(self
+            .assignments
+            .values()
+            .filter(|a| a.experiment_id == experiment_id)
+            .cloned()
+            .collect())
+    }
+    async fn experiments(&mut self) -> StoreResult<Vec<ExperimentCounts>> {
+        let mut out: Vec<ExperimentCounts> = Vec::new();
+        for a in self.assignments.values() {
+            if out
+                .last()
+                .is_none_or(|e| e.experiment_id != a.experiment_id)
+            {
+                out.push(ExperimentCounts {
+                    experiment_id: a.experiment_id.clone(),
+                    treatment: 0,
+                    holdout: 0,
+                });
+            }
+            let counts = out.last_mut().expect("pushed above");
+            match a.arm {
+                Arm::Treatment => counts.treatment += 1,
+                Arm::Holdout => counts.holdout += 1,
+            }
+        }
+        Ok(out)
     }
 }

@@ -2,10 +2,16 @@
 //! with transactions) and [`clock::Clock`] (the time). [`fake::MemoryStore`] is an in-memory
 //! store for tests; it passes the same conformance suite as the real adapters.
 
+pub mod backtest;
+pub mod campaign_admin;
+pub mod campaigns;
 pub mod clock;
 pub mod engine;
 pub mod error;
+pub mod experiments;
 pub mod fake;
+pub mod import;
+pub mod metrics;
 pub mod model;
 pub mod orders;
 pub mod redemptions;

@@ -5,8 +5,8 @@ use crate::error::{AppError, FieldProblem};
 use crate::store::RedemptionState;
 use chrono::{DateTime, NaiveDate, Utc};
 use kembali_core::ids::{
-    Category, Channel, Currency, CustomerId, IdError, LineId, OrderId, RedemptionId, ReturnId,
-    Segment, Sku, StoreId, Tag,
+    Category, Channel, Currency, CustomerId, IdError, LineId, OrderId, PartnerId, RedemptionId,
+    ReturnId, Segment, Sku, StoreId, Tag,
 };
 use kembali_core::limits::{
     MAX_LINES_PER_ORDER, MAX_QUANTITY, MAX_RETURN_LINES, MAX_TAGS, MAX_TEXT_LEN,
@@ -166,11 +166,15 @@ pub struct OrderRequest {
     pub customer_id: String,
     /// Must be the program's currency.
     pub currency: String,
-    /// When the sale happened at the till (informational; cashback dates from ingestion).
+    /// When the sale happened at the till. Campaign windows, birthdays and cap periods are
+    /// judged at this instant (or now, if absent or later than now); the return window and
+    /// expiry date from ingestion.
     pub placed_at: Option<DateTime<Utc>>,
     pub lines: Vec<OrderLineRequest>,
     /// A captured (or held, then captured in full) redemption that paid part of this order.
     pub redemption_id: Option<String>,
+    /// The partner merchant the sale was made with (campaigns may target partners).
+    pub partner_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -193,6 +197,10 @@ pub struct PostOrder {
     pub order: Order,
     pub placed_at: Option<DateTime<Utc>>,
     pub redemption_id: Option<RedemptionId>,
+    /// Left out of the request hash when absent, so orders hashed before partners existed
+    /// still replay.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partner_id: Option<PartnerId>,
 }
 
 /// Who is calling, as far as a use case cares: the channel and store a channel key is bound to.
@@ -219,6 +227,9 @@ impl OrderRequest {
         let redemption_id = self
             .redemption_id
             .and_then(|r| p.id("redemption_id", || RedemptionId::parse(r)));
+        let partner_id = self
+            .partner_id
+            .and_then(|r| p.id("partner_id", || PartnerId::parse(r)));
         if self.lines.is_empty() {
             p.push("lines", "empty", "an order has at least one line");
         }
@@ -258,6 +269,7 @@ impl OrderRequest {
                 },
                 placed_at: self.placed_at,
                 redemption_id,
+                partner_id,
             })
         })();
         p.finish(ok)
@@ -359,9 +371,42 @@ pub struct LineCashbackView {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct RuleView {
+    /// `base_rate` or the campaign's id.
     pub rule: String,
     pub rate_bp: u32,
     pub on_minor: i64,
+    /// The campaign version (absent for the base rate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u32>,
+    /// The campaign's part of the line's cashback (absent for the base rate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount_minor: Option<i64>,
+}
+
+impl From<&kembali_core::cashback::LineCashback> for LineCashbackView {
+    fn from(l: &kembali_core::cashback::LineCashback) -> Self {
+        LineCashbackView {
+            line_id: l.line_id.to_string(),
+            net_minor: l.net_minor,
+            redeemed_minor: l.redeemed_minor,
+            eligible_minor: l.net_minor - l.redeemed_minor,
+            cashback_minor: l.cashback_minor,
+            explanation: l.explanation.clone(),
+            rules: l.rules.iter().map(RuleView::from).collect(),
+        }
+    }
+}
+
+impl From<&kembali_core::cashback::RuleApplied> for RuleView {
+    fn from(r: &kembali_core::cashback::RuleApplied) -> Self {
+        RuleView {
+            rule: r.rule.clone(),
+            rate_bp: r.rate_bp.0,
+            on_minor: r.on_minor,
+            version: r.version,
+            amount_minor: r.amount_minor,
+        }
+    }
 }
 
 /// The answer to `POST /v1/orders`, returned again, unchanged, to every replay.
@@ -377,6 +422,9 @@ pub struct OrderReceipt {
     pub redeemed_minor: i64,
     pub cashback_minor: i64,
     pub lines: Vec<LineCashbackView>,
+    /// What each campaign (and the base rate) paid on the order, with its explanation.
+    #[serde(default)]
+    pub campaigns: Vec<CampaignOutcomeView>,
     pub lot_id: Option<i64>,
     /// When the cashback becomes spendable (after the return window); absent if none earned.
     pub available_at: Option<DateTime<Utc>>,
@@ -722,6 +770,15 @@ pub struct ProgramRequest {
     #[schema(value_type = Option<String>, example = "debt")]
     pub clawback_policy: Option<kembali_core::program::ClawbackPolicy>,
     pub restore_grace_days: Option<u32>,
+    /// IANA zone of campaign windows, birthdays, cap periods and cohorts.
+    #[schema(example = "America/Sao_Paulo")]
+    pub time_zone: Option<String>,
+    /// Share of customers held out of the whole program (they earn nothing), in basis points.
+    pub holdout_share_bp: Option<u32>,
+    /// Salt of the program holdout's assignment.
+    pub holdout_salt: Option<String>,
+    /// Gross margin on net revenue (for predicted value and ROI), in basis points.
+    pub gross_margin_bp: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -737,6 +794,10 @@ pub struct ProgramView {
     #[schema(value_type = String)]
     pub clawback_policy: kembali_core::program::ClawbackPolicy,
     pub restore_grace_days: u32,
+    pub time_zone: String,
+    pub holdout_share_bp: u32,
+    pub holdout_salt: String,
+    pub gross_margin_bp: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -770,4 +831,149 @@ pub struct TotalsView {
     pub debt_outstanding_minor: i64,
     /// earned = pending + available + held + redeemed + expired + clawed back.
     pub balanced: bool,
+}
+
+// ---------------------------------------------------------------- campaigns
+
+/// `POST /v1/campaigns`: a new campaign and its first version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CampaignCreateRequest {
+    /// Stable across versions; letters, digits, `-`, `_`, `.`, `:` (e.g. `black-friday-2026`).
+    pub id: String,
+    /// The definition: `name`, `window`, `conditions`, `reward`, `caps`, `stacking`,
+    /// `funding` (see the campaign guide in the README).
+    #[schema(value_type = Object)]
+    pub definition: kembali_core::campaign::RawCampaign,
+}
+
+/// `PUT /v1/campaigns/{campaign_id}`: a new version with this definition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CampaignUpdateRequest {
+    #[schema(value_type = Object)]
+    pub definition: kembali_core::campaign::RawCampaign,
+    /// If given, the change is refused (409) unless this is still the current version.
+    pub expected_version: Option<u32>,
+}
+
+/// One immutable version of a campaign.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CampaignVersionView {
+    pub version: u32,
+    pub status: crate::store::CampaignStatus,
+    /// `create`, `update`, `pause`, `resume` or `end`.
+    pub action: crate::store::CampaignAction,
+    #[schema(value_type = Object)]
+    pub definition: kembali_core::campaign::RawCampaign,
+    /// JSON pointers of the definition's fields that changed from the version before.
+    pub changes: Vec<String>,
+    /// The id of the API key that made the version.
+    pub actor: String,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CampaignView {
+    pub id: String,
+    pub name: String,
+    pub status: crate::store::CampaignStatus,
+    /// The current version.
+    pub version: u32,
+    #[schema(value_type = Object)]
+    pub definition: kembali_core::campaign::RawCampaign,
+    /// What orders have drawn from the budget so far (cashback as earned).
+    pub budget_spent_minor: i64,
+    /// Budget left; absent when the campaign has no budget.
+    pub budget_remaining_minor: Option<i64>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// Every version, oldest first (on `GET /v1/campaigns/{campaign_id}` only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub versions: Vec<CampaignVersionView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CampaignList {
+    pub campaigns: Vec<CampaignView>,
+}
+
+/// What one campaign (or the base rate) paid on an order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CampaignOutcomeView {
+    /// `base_rate` for the program's base rate.
+    pub campaign_id: String,
+    /// 0 for the base rate.
+    pub version: u32,
+    /// Absent for a fixed amount.
+    pub rate_bp: Option<u32>,
+    pub eligible_minor: i64,
+    /// Before caps.
+    pub uncapped_minor: i64,
+    pub amount_minor: i64,
+    /// Caps that reduced the amount, in the order they apply: `eligible_amount`,
+    /// `per_order`, `customer_day`, `customer_week`, `customer_month`, `customer_campaign`,
+    /// `budget`.
+    #[schema(value_type = Vec<String>)]
+    pub capped_by: Vec<kembali_core::campaign::CapKind>,
+    /// `{"payer": "retailer"}` or `{"payer": "partner", "partner_id", "partner_share_bp"}`.
+    #[schema(value_type = Object)]
+    pub funding: kembali_core::campaign::Funding,
+    pub explanation: String,
+}
+
+impl From<&kembali_core::campaign::CampaignOutcome> for CampaignOutcomeView {
+    fn from(o: &kembali_core::campaign::CampaignOutcome) -> Self {
+        CampaignOutcomeView {
+            campaign_id: o.campaign_id.to_string(),
+            version: o.version,
+            rate_bp: o.rate_bp.map(|r| r.0),
+            eligible_minor: o.eligible_minor,
+            uncapped_minor: o.uncapped_minor,
+            amount_minor: o.amount_minor,
+            capped_by: o.capped_by.clone(),
+            funding: o.funding.clone(),
+            explanation: o.explanation.clone(),
+        }
+    }
+}
+
+/// The customer as a preview should see them; absent fields come from the stored customer.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PreviewCustomer {
+    pub birthday: Option<NaiveDate>,
+    pub segments: Option<Vec<String>>,
+    /// Whether this order is the customer's first purchase.
+    pub first_purchase: Option<bool>,
+    /// The customer's favourite category (for favourite-category rewards, any lookback).
+    pub favourite_category: Option<String>,
+}
+
+/// `POST /v1/campaigns/preview`: evaluate an order under the active campaigns and/or
+/// drafts, changing nothing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PreviewRequest {
+    /// As `POST /v1/orders` takes it (`redemption_id` is ignored; use `redeemed_minor`).
+    pub order: OrderRequest,
+    /// The part of the order paid with cashback (earns nothing).
+    #[serde(default)]
+    pub redeemed_minor: i64,
+    #[serde(default)]
+    pub customer: PreviewCustomer,
+    /// Draft campaigns; a draft with a stored campaign's id replaces it in the preview.
+    #[serde(default)]
+    pub campaigns: Vec<CampaignCreateRequest>,
+    /// Whether the stored active campaigns take part (default true).
+    pub include_active: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PreviewView {
+    pub currency: String,
+    pub total_minor: i64,
+    pub cashback_minor: i64,
+    pub lines: Vec<LineCashbackView>,
+    pub campaigns: Vec<CampaignOutcomeView>,
 }

@@ -1,9 +1,12 @@
 //! Orders earn; returns and cancels claw back exactly what the returned units earned and give
 //! back the redeemed cashback that paid for them.
 
+use crate::campaigns::{earn, eval_instant, lot_campaigns, OrderInput};
 use crate::error::{AppError, AppResult, StoreError};
+use crate::experiments::{held_out, program_arm};
 use crate::model::{
-    LineCashbackView, OrderReceipt, PostOrder, PostReturn, ReturnLineView, ReturnReceipt, RuleView,
+    CampaignOutcomeView, LineCashbackView, OrderReceipt, PostOrder, PostReturn, ReturnLineView,
+    ReturnReceipt, RuleView,
 };
 use crate::redemptions::capture_held;
 use crate::store::{
@@ -12,9 +15,10 @@ use crate::store::{
 };
 use crate::wallet::{give_back_to_lots, lot_account, post, settle, Ctx};
 use chrono::Duration;
-use kembali_core::cashback::{compute_cashback, EarnContext};
+use kembali_core::analytics::experiment::Arm;
+use kembali_core::campaign::CampaignSet;
 use kembali_core::ids::{Channel, CustomerId, LineId, OrderId};
-use kembali_core::ledger::{Account, Entry, EntryKind, WalletBalances};
+use kembali_core::ledger::{Account, Entry, EntryKind};
 use kembali_core::lots::{plan_restore, proportional_share, Lot, LotState};
 use kembali_core::program::ClawbackPolicy;
 
@@ -27,15 +31,7 @@ pub async fn ensure_customer(
     if let Some(c) = tx.customer(id, true).await? {
         return Ok(c);
     }
-    let c = CustomerRecord {
-        id: id.clone(),
-        email: None,
-        phone: None,
-        birthday: None,
-        segments: vec![],
-        created_at: ctx.now,
-        balances: WalletBalances::default(),
-    };
+    let c = CustomerRecord::new(id.clone(), ctx.now);
     tx.insert_customer(&c).await?;
     Ok(c)
 }
@@ -43,6 +39,7 @@ pub async fn ensure_customer(
 pub async fn post_order(
     tx: &mut dyn Tx,
     ctx: &Ctx,
+    campaigns: &CampaignSet,
     req: PostOrder,
     request_hash: String,
 ) -> AppResult<OrderReceipt> {
@@ -64,19 +61,27 @@ pub async fn post_order(
             format!("the program runs in {}", ctx.settings.currency),
         ));
     }
-    ensure_customer(tx, ctx, &order.customer_id).await?;
+    let customer = ensure_customer(tx, ctx, &order.customer_id).await?;
     let total = order.total_minor();
     let redeemed = match &req.redemption_id {
         Some(rid) => link_redemption(tx, ctx, rid, &key, &order.customer_id, total).await?,
         None => 0,
     };
-    let breakdown = compute_cashback(
-        &order,
-        &EarnContext {
-            settings: &ctx.settings,
+    let placed_at = eval_instant(req.placed_at, ctx.now);
+    // A held-out customer earns nothing and draws on no campaign's caps or budget.
+    let evaluation = if program_arm(tx, ctx, &order.customer_id).await? == Arm::Treatment {
+        let input = OrderInput {
+            order: &order,
+            customer: &customer,
+            partner: req.partner_id.as_ref(),
+            at: placed_at,
             redeemed_minor: redeemed,
-        },
-    );
+        };
+        earn(tx, ctx, campaigns, &input).await?
+    } else {
+        held_out(&order, ctx, redeemed)
+    };
+    let breakdown = evaluation.breakdown;
     let (lot_id, available_at, expires_at) = if breakdown.total_minor > 0 {
         let available_at = ctx.now + Duration::days(i64::from(ctx.settings.pending_days));
         let expires_at = available_at + Duration::days(i64::from(ctx.settings.expiry_days));
@@ -93,6 +98,7 @@ pub async fn post_order(
             order: Some(key.clone()),
             created_at: ctx.now,
             expiry_warned: false,
+            campaigns: lot_campaigns(&evaluation.campaigns),
         };
         let lot_id = tx.insert_lot(&lot).await?;
         let entry = Entry::transfer(
@@ -118,7 +124,7 @@ pub async fn post_order(
         customer_id: order.customer_id.clone(),
         store_id: order.store_id.clone(),
         currency: ctx.settings.currency.to_string(),
-        placed_at: req.placed_at.unwrap_or(ctx.now),
+        placed_at,
         created_at: ctx.now,
         redemption_id: req.redemption_id,
         redeemed_minor: redeemed,
@@ -144,6 +150,8 @@ pub async fn post_order(
                 line,
             })
             .collect(),
+        partner_id: req.partner_id,
+        campaigns: evaluation.campaigns,
     };
     tx.insert_order(&record).await?;
     Ok(order_receipt(&record))
@@ -170,17 +178,10 @@ pub fn order_receipt(o: &OrderRecord) -> OrderReceipt {
                 eligible_minor: l.net_minor - l.redeemed_minor,
                 cashback_minor: l.cashback_minor,
                 explanation: l.explanation.clone(),
-                rules: l
-                    .rules
-                    .iter()
-                    .map(|r| RuleView {
-                        rule: r.rule.clone(),
-                        rate_bp: r.rate_bp.0,
-                        on_minor: r.on_minor,
-                    })
-                    .collect(),
+                rules: l.rules.iter().map(RuleView::from).collect(),
             })
             .collect(),
+        campaigns: o.campaigns.iter().map(CampaignOutcomeView::from).collect(),
         lot_id: o.lot_id,
         available_at: o.available_at,
         expires_at: o.expires_at,

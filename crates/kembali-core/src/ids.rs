@@ -120,6 +120,10 @@ string_id!(
     /// A partner merchant or brand that sells through the program or co-funds a campaign.
     PartnerId
 );
+string_id!(
+    /// A holdout experiment: `program`, or `campaign:<id>` for a campaign's holdout.
+    ExperimentId
+);
 
 /// Where a sale or a redemption happens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -9,7 +9,9 @@ use std::fmt;
 pub const MAX_AMOUNT_MINOR: i64 = 10_000_000_000_000;
 
 /// A rate in basis points: 1 bp = 0.01 %, 10_000 bp = 100 %.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct BasisPoints(pub u32);
 

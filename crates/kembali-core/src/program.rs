@@ -29,6 +29,33 @@ pub struct ProgramSettings {
     pub hold_ttl_secs: u32,
     pub clawback_policy: ClawbackPolicy,
     pub restore_grace_days: u32,
+    /// The program's IANA time zone (`America/Sao_Paulo`): campaign windows, birthdays, cap
+    /// periods and cohort months are local dates there.
+    #[serde(default = "default_time_zone")]
+    pub time_zone: String,
+    /// The share of customers held out of the whole program (they earn nothing), assigned
+    /// deterministically from the customer id and `holdout_salt`; 0 = no program holdout.
+    #[serde(default)]
+    pub holdout_share_bp: BasisPoints,
+    /// The salt of the program holdout's assignment. Changing it reshuffles the groups, so
+    /// it is set once per experiment.
+    #[serde(default = "default_holdout_salt")]
+    pub holdout_salt: String,
+    /// Gross margin on net revenue, used by predicted lifetime value and ROI.
+    #[serde(default = "default_gross_margin")]
+    pub gross_margin_bp: BasisPoints,
+}
+
+fn default_time_zone() -> String {
+    "UTC".into()
+}
+
+fn default_holdout_salt() -> String {
+    "program".into()
+}
+
+fn default_gross_margin() -> BasisPoints {
+    BasisPoints(3_000)
 }
 
 impl Default for ProgramSettings {
@@ -44,6 +71,10 @@ impl Default for ProgramSettings {
             hold_ttl_secs: 15 * 60,
             clawback_policy: ClawbackPolicy::Debt,
             restore_grace_days: 30,
+            time_zone: default_time_zone(),
+            holdout_share_bp: BasisPoints(0),
+            holdout_salt: default_holdout_salt(),
+            gross_margin_bp: default_gross_margin(),
         }
     }
 }
@@ -63,6 +94,23 @@ impl ProgramSettings {
             |field: &'static str, message: String| out.push(SettingProblem { field, message });
         if self.base_rate_bp > BasisPoints::FULL {
             bad("base_rate_bp", "must be at most 10000 (100 %)".into());
+        }
+        if crate::campaign::parse_zone(&self.time_zone).is_none() {
+            bad(
+                "time_zone",
+                "must be an IANA time zone such as America/Sao_Paulo".into(),
+            );
+        }
+        for (field, share) in [
+            ("holdout_share_bp", self.holdout_share_bp),
+            ("gross_margin_bp", self.gross_margin_bp),
+        ] {
+            if share > BasisPoints::FULL {
+                bad(field, "must be at most 10000 (100 %)".into());
+            }
+        }
+        if self.holdout_salt.is_empty() || self.holdout_salt.len() > 64 {
+            bad("holdout_salt", "must be 1 to 64 characters".into());
         }
         if self.max_redeem_share_bp > BasisPoints::FULL {
             bad(
@@ -138,5 +186,41 @@ mod tests {
                 "min_order_total_to_redeem_minor"
             ]
         );
+    }
+
+    #[test]
+    fn zone_holdout_and_margin_are_checked() {
+        let s = ProgramSettings {
+            time_zone: "Mars/Olympus".into(),
+            holdout_share_bp: BasisPoints(10_001),
+            gross_margin_bp: BasisPoints(20_000),
+            holdout_salt: String::new(),
+            ..ProgramSettings::default()
+        };
+        let fields: Vec<_> = s.problems().into_iter().map(|p| p.field).collect();
+        assert_eq!(
+            fields,
+            vec![
+                "time_zone",
+                "holdout_share_bp",
+                "gross_margin_bp",
+                "holdout_salt"
+            ]
+        );
+    }
+
+    #[test]
+    fn settings_stored_before_the_new_fields_still_read() {
+        let mut old = serde_json::to_value(ProgramSettings::default()).unwrap();
+        for field in [
+            "time_zone",
+            "holdout_share_bp",
+            "holdout_salt",
+            "gross_margin_bp",
+        ] {
+            old.as_object_mut().unwrap().remove(field);
+        }
+        let read: ProgramSettings = serde_json::from_value(old).unwrap();
+        assert_eq!(read, ProgramSettings::default());
     }
 }

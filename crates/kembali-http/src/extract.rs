@@ -12,8 +12,12 @@ use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
+use chrono::NaiveDate;
 use kembali_app::engine::{request_hash, Idem};
-use kembali_core::ids::{Channel, CustomerId, IdError, OrderId, RedemptionId};
+use kembali_core::analytics::metrics::Filter;
+use kembali_core::ids::{
+    Channel, CustomerId, ExperimentId, IdError, OrderId, RedemptionId, Segment, StoreId,
+};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::collections::HashSet;
@@ -164,6 +168,13 @@ impl PathId for OrderId {
     }
 }
 
+impl PathId for ExperimentId {
+    const FIELD: &'static str = "experiment_id";
+    fn parse(raw: String) -> Result<Self, IdError> {
+        ExperimentId::parse(raw)
+    }
+}
+
 impl PathId for RedemptionId {
     const FIELD: &'static str = "redemption_id";
     fn parse(raw: String) -> Result<Self, IdError> {
@@ -229,15 +240,51 @@ pub struct ChannelQuery {
 impl QueryParams for ChannelQuery {
     const NAMES: &'static [&'static str] = &["channel"];
     fn set(&mut self, _name: &str, value: String) -> Result<(), ApiError> {
-        let channel = Channel::parse(&value).ok_or_else(|| {
-            let names: Vec<&str> = Channel::ALL.iter().map(|c| c.as_str()).collect();
-            ApiError::invalid(
-                "channel",
-                "invalid_channel",
-                format!("must be one of {}", names.join(", ")),
-            )
-        })?;
-        self.channel = Some(channel);
+        self.channel = Some(channel_param(&value)?);
+        Ok(())
+    }
+}
+
+/// A channel named in a query parameter `channel`.
+fn channel_param(value: &str) -> Result<Channel, ApiError> {
+    Channel::parse(value).ok_or_else(|| {
+        let names: Vec<&str> = Channel::ALL.iter().map(|c| c.as_str()).collect();
+        ApiError::invalid(
+            "channel",
+            "invalid_channel",
+            format!("must be one of {}", names.join(", ")),
+        )
+    })
+}
+
+/// `?from=&to=&channel=&store=&segment=` of a metrics report.
+#[derive(Debug, Default)]
+pub struct MetricsQuery(pub Filter);
+
+impl QueryParams for MetricsQuery {
+    const NAMES: &'static [&'static str] = &["from", "to", "channel", "store", "segment"];
+    fn set(&mut self, name: &str, value: String) -> Result<(), ApiError> {
+        let f = &mut self.0;
+        let id_problem =
+            |field: &str, e: IdError| ApiError::invalid(field, "invalid_id", e.to_string());
+        match name {
+            "from" | "to" => {
+                let date = NaiveDate::parse_from_str(&value, "%Y-%m-%d")
+                    .ok()
+                    .filter(|_| value.len() == 10)
+                    .ok_or_else(|| {
+                        ApiError::invalid(name, "invalid_date", "must be a date YYYY-MM-DD")
+                    })?;
+                if name == "from" {
+                    f.from = Some(date);
+                } else {
+                    f.to = Some(date);
+                }
+            }
+            "channel" => f.channel = Some(channel_param(&value)?),
+            "store" => f.store = Some(StoreId::parse(value).map_err(|e| id_problem("store", e))?),
+            _ => f.segment = Some(Segment::parse(value).map_err(|e| id_problem("segment", e))?),
+        }
         Ok(())
     }
 }

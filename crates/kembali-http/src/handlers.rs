@@ -6,16 +6,20 @@
 
 use crate::auth::{AdminOnly, Analytics, Auth, CustomerCare, RedemptionReader, Till};
 use crate::error::{ApiError, Problem};
-use crate::extract::{ChannelQuery, Id, IdempotencyKey, JsonBody, OptionalJson, PageQuery, Query};
+use crate::extract::{
+    ChannelQuery, Id, IdempotencyKey, JsonBody, MetricsQuery, OptionalJson, PageQuery, Query,
+};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Duration, Utc};
+use kembali_app::metrics::{CurrencyReport, ExperimentInfo, SummaryReport};
 use kembali_app::model::*;
 use kembali_app::store::Store;
-use kembali_core::ids::{CustomerId, OrderId, RedemptionId};
+use kembali_core::analytics::metrics::{ExperimentReport, LtvReport, RetentionReport};
+use kembali_core::ids::{CustomerId, ExperimentId, OrderId, RedemptionId};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -371,6 +375,117 @@ pub async fn get_events<S: Store>(
     Query(q): Query<PageQuery>,
 ) -> ApiResult<EventsPage> {
     Ok(Json(st.engine.events(q.cursor, q.limit).await?))
+}
+
+// ---------------------------------------------------------------- metrics and experiments
+
+/// The filters every report takes. Dates are local dates in the program's time zone.
+/// Documentation only: [`MetricsQuery`] parses them.
+#[derive(utoipa::IntoParams)]
+#[allow(dead_code)]
+#[into_params(parameter_in = Query)]
+pub struct MetricsParams {
+    /// First day of the period, `YYYY-MM-DD` (default: the first order's date).
+    pub from: Option<String>,
+    /// Last day of the period, inclusive, `YYYY-MM-DD` (default: today).
+    pub to: Option<String>,
+    /// Only orders and redemptions on this channel.
+    pub channel: Option<String>,
+    /// Only orders and redemptions at this store.
+    pub store: Option<String>,
+    /// Only customers in this segment.
+    pub segment: Option<String>,
+}
+
+#[utoipa::path(
+    get, path = "/v1/metrics/summary", tag = "metrics",
+    params(MetricsParams),
+    responses((status = 200, description = "The program summary (definitions above)", body = Object)),
+)]
+pub async fn metrics_summary<S: Store>(
+    _auth: Auth<Analytics>,
+    State(st): State<AppState<S>>,
+    Query(MetricsQuery(filter)): Query<MetricsQuery>,
+) -> ApiResult<SummaryReport> {
+    Ok(Json(st.engine.metrics_summary(filter).await?))
+}
+
+#[utoipa::path(
+    get, path = "/v1/metrics/retention", tag = "metrics",
+    params(MetricsParams),
+    responses((status = 200, description = "Retention by first-purchase cohort (definitions above)", body = Object)),
+)]
+pub async fn metrics_retention<S: Store>(
+    _auth: Auth<Analytics>,
+    State(st): State<AppState<S>>,
+    Query(MetricsQuery(filter)): Query<MetricsQuery>,
+) -> ApiResult<CurrencyReport<RetentionReport>> {
+    Ok(Json(st.engine.metrics_retention(filter).await?))
+}
+
+#[utoipa::path(
+    get, path = "/v1/metrics/ltv", tag = "metrics",
+    params(MetricsParams),
+    responses((status = 200, description = "Lifetime value, historical and predicted (definitions above)", body = Object)),
+)]
+pub async fn metrics_ltv<S: Store>(
+    _auth: Auth<Analytics>,
+    State(st): State<AppState<S>>,
+    Query(MetricsQuery(filter)): Query<MetricsQuery>,
+) -> ApiResult<CurrencyReport<LtvReport>> {
+    Ok(Json(st.engine.metrics_ltv(filter).await?))
+}
+
+/// An experiment as listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ExperimentView {
+    /// `program` (the program holdout) or `campaign:<id>`.
+    pub id: String,
+    /// The holdout share in force, in basis points.
+    pub holdout_share_bp: u32,
+    /// Customers recorded in each arm so far.
+    pub treatment_customers: u64,
+    pub holdout_customers: u64,
+}
+
+impl From<ExperimentInfo> for ExperimentView {
+    fn from(e: ExperimentInfo) -> Self {
+        ExperimentView {
+            id: e.id,
+            holdout_share_bp: e.holdout_share_bp,
+            treatment_customers: e.treatment_customers,
+            holdout_customers: e.holdout_customers,
+        }
+    }
+}
+
+#[utoipa::path(
+    get, path = "/v1/experiments", tag = "metrics",
+    responses((status = 200, description = "Experiments: the program holdout when configured or assigned", body = Vec<ExperimentView>)),
+)]
+pub async fn list_experiments<S: Store>(
+    _auth: Auth<Analytics>,
+    State(st): State<AppState<S>>,
+) -> ApiResult<Vec<ExperimentView>> {
+    let list = st.engine.experiments().await?;
+    Ok(Json(list.into_iter().map(Into::into).collect()))
+}
+
+#[utoipa::path(
+    get, path = "/v1/experiments/{experiment_id}", tag = "metrics",
+    params(("experiment_id" = String, Path, description = "`program`"), MetricsParams),
+    responses(
+        (status = 200, description = "Treatment vs holdout (definitions above)", body = Object),
+        (status = 404, description = "No such experiment (`not_found`)", body = Problem),
+    ),
+)]
+pub async fn get_experiment<S: Store>(
+    _auth: Auth<Analytics>,
+    State(st): State<AppState<S>>,
+    Id(id): Id<ExperimentId>,
+    Query(MetricsQuery(filter)): Query<MetricsQuery>,
+) -> ApiResult<CurrencyReport<ExperimentReport>> {
+    Ok(Json(st.engine.experiment(id.to_string(), filter).await?))
 }
 
 // ---------------------------------------------------------------- test clock

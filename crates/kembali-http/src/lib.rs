@@ -9,6 +9,7 @@
 //! rules (they live in `kembali-app` and `kembali-core`).
 
 mod auth;
+mod campaigns;
 mod error;
 mod extract;
 mod handlers;
@@ -105,10 +106,44 @@ fn table<S: Store>(with_test_clock: bool) -> Table<S> {
         capture::<S>,
     )
     .add(Post, "/v1/redemptions/{redemption_id}/void", void::<S>)
+    .add(Get, "/v1/campaigns", campaigns::list_campaigns::<S>)
+    .add(Post, "/v1/campaigns", campaigns::create_campaign::<S>)
+    .add(Post, "/v1/campaigns/preview", campaigns::preview::<S>)
+    .add(Post, "/v1/campaigns/backtest", campaigns::backtest::<S>)
+    .add(
+        Get,
+        "/v1/campaigns/{campaign_id}",
+        campaigns::get_campaign::<S>,
+    )
+    .add(
+        Put,
+        "/v1/campaigns/{campaign_id}",
+        campaigns::put_campaign::<S>,
+    )
+    .add(
+        Post,
+        "/v1/campaigns/{campaign_id}/pause",
+        campaigns::pause_campaign::<S>,
+    )
+    .add(
+        Post,
+        "/v1/campaigns/{campaign_id}/resume",
+        campaigns::resume_campaign::<S>,
+    )
+    .add(
+        Post,
+        "/v1/campaigns/{campaign_id}/end",
+        campaigns::end_campaign::<S>,
+    )
     .add(Get, "/v1/program", get_program::<S>)
     .add(Put, "/v1/program", put_program::<S>)
     .add(Get, "/v1/program/totals", get_totals::<S>)
     .add(Get, "/v1/events", get_events::<S>)
+    .add(Get, "/v1/metrics/summary", metrics_summary::<S>)
+    .add(Get, "/v1/metrics/retention", metrics_retention::<S>)
+    .add(Get, "/v1/metrics/ltv", metrics_ltv::<S>)
+    .add(Get, "/v1/experiments", list_experiments::<S>)
+    .add(Get, "/v1/experiments/{experiment_id}", get_experiment::<S>)
     .add(Get, "/healthz", healthz)
     .add(Get, "/readyz", readyz::<S>)
     .add(Get, "/metrics", metrics::<S>)

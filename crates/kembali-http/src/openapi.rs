@@ -41,10 +41,24 @@ const BEARER: &str = "bearer";
         handlers::get_redemption,
         handlers::capture,
         handlers::void,
+        crate::campaigns::list_campaigns,
+        crate::campaigns::create_campaign,
+        crate::campaigns::preview,
+        crate::campaigns::backtest,
+        crate::campaigns::get_campaign,
+        crate::campaigns::put_campaign,
+        crate::campaigns::pause_campaign,
+        crate::campaigns::resume_campaign,
+        crate::campaigns::end_campaign,
         handlers::get_program,
         handlers::put_program,
         handlers::get_totals,
         handlers::get_events,
+        handlers::metrics_summary,
+        handlers::metrics_retention,
+        handlers::metrics_ltv,
+        handlers::list_experiments,
+        handlers::get_experiment,
         handlers::advance_clock,
         handlers::healthz,
         handlers::readyz,
@@ -52,12 +66,15 @@ const BEARER: &str = "bearer";
         handlers::openapi_json,
     ),
     components(schemas(Problem, kembali_app::error::FieldProblem)),
-    modifiers(&Conventions),
+    modifiers(&Conventions, &MetricDefinitions),
     tags(
         (name = "customers", description = "Profiles, wallets and statements"),
         (name = "orders", description = "Sales that earn cashback, and their returns"),
         (name = "redemptions", description = "Quote, hold, capture and void"),
+        (name = "campaigns", description = "Versioned cashback rules: definitions, versions, preview and backtest"),
         (name = "program", description = "Settings, totals and events"),
+        (name = "metrics", description = "Measuring the program: metrics, lifetime value and \
+            holdout experiments (roles admin and analyst)"),
         (name = "test", description = "Only on a server started with --test-clock"),
         (name = "operations", description = "Health, readiness, metrics and this document"),
     )
@@ -143,6 +160,28 @@ impl Modify for Conventions {
                 if authenticated {
                     op.security =
                         Some(vec![SecurityRequirement::new(BEARER, Vec::<String>::new())]);
+                }
+            }
+        }
+    }
+}
+
+/// Puts each report's metric definitions (the core's text, the one finance reproduces the
+/// numbers from) in its operation's description.
+struct MetricDefinitions;
+
+impl Modify for MetricDefinitions {
+    fn modify(&self, doc: &mut Document) {
+        use kembali_core::analytics::metrics as m;
+        for (path, text) in [
+            ("/v1/metrics/summary", m::SUMMARY_DEFINITIONS),
+            ("/v1/metrics/retention", m::RETENTION_DEFINITIONS),
+            ("/v1/metrics/ltv", m::LTV_DEFINITIONS),
+            ("/v1/experiments/{experiment_id}", m::EXPERIMENT_DEFINITIONS),
+        ] {
+            if let Some(item) = doc.paths.paths.get_mut(path) {
+                for op in operations(item) {
+                    op.description = Some(text.to_string());
                 }
             }
         }

@@ -6,19 +6,25 @@
 use crate::db_err;
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
+use futures::TryStreamExt;
 use kembali_app::error::StoreError;
-use kembali_app::store::decode::{channel, corrupt, from_json, id, json, order_key};
+use kembali_app::store::decode::{
+    assignment, campaign_action, campaign_status, channel, corrupt, from_json, id, json, order_key,
+    usage_row,
+};
+use kembali_app::store::metrics_sql;
 use kembali_app::store::*;
+use kembali_core::analytics::metrics::{ExpiryFact, Facts, OrderFact, RedemptionPart};
 use kembali_core::ids::{
-    Category, Channel, CustomerId, LineId, OrderId, RedemptionId, ReturnId, Segment, Sku, StoreId,
-    Tag,
+    CampaignId, Category, Channel, Currency, CustomerId, LineId, OrderId, PartnerId, RedemptionId,
+    ReturnId, Segment, Sku, StoreId, Tag,
 };
 use kembali_core::ledger::{Account, Entry, EntryKind, Posting, ProgramTotals, WalletBalances};
 use kembali_core::lots::{Lot, LotState};
-use kembali_core::order::OrderLine;
+use kembali_core::order::{Order, OrderLine};
 use kembali_core::program::ProgramSettings;
 use sqlx::types::Json;
-use sqlx::PgConnection;
+use sqlx::{PgConnection, Row};
 
 /// The key of the transaction-scoped advisory lock that orders event appends (see the
 /// migration's note on the outbox). Any constant unique to this use.
@@ -93,7 +99,7 @@ impl TryFrom<CustomerRow> for CustomerRecord {
 
 macro_rules! lot_cols {
     () => {
-        "id, customer_id, order_channel, order_id, amount, remaining, available_at, expires_at, state, created_at, expiry_warned"
+        "id, customer_id, order_channel, order_id, amount, remaining, available_at, expires_at, state, created_at, expiry_warned, campaigns"
     };
 }
 
@@ -110,6 +116,7 @@ struct LotRow {
     state: String,
     created_at: DateTime<Utc>,
     expiry_warned: bool,
+    campaigns: String,
 }
 
 impl TryFrom<LotRow> for LotRecord {
@@ -129,6 +136,7 @@ impl TryFrom<LotRow> for LotRecord {
             order: order_key(r.order_channel, r.order_id)?,
             created_at: r.created_at,
             expiry_warned: r.expiry_warned,
+            campaigns: from_json(&r.campaigns)?,
         })
     }
 }
@@ -242,6 +250,8 @@ struct OrderRow {
     request_hash: String,
     available_at: Option<DateTime<Utc>>,
     expires_at: Option<DateTime<Utc>>,
+    partner_id: Option<String>,
+    campaigns: String,
 }
 
 /// A journal row with its postings folded in by the query.
@@ -296,6 +306,175 @@ impl TryFrom<JournalRow> for JournalEntry {
                 return_id: r.return_id.map(|x| id(ReturnId::parse(x))).transpose()?,
                 lot_id: r.lot_id,
             },
+        })
+    }
+}
+
+/// A campaign's current version with the campaign row's own columns.
+macro_rules! campaign_select {
+    () => {
+        "SELECT v.campaign_id, v.version, v.status, v.action, v.definition, v.changes, v.actor, v.at,
+                c.created_at AS campaign_created_at, c.budget_spent
+         FROM campaigns c JOIN campaign_versions v ON v.campaign_id = c.id AND v.version = c.version"
+    };
+}
+
+/// Campaign versions are `u32` in the port and `INTEGER` in the schema.
+fn version_to_db(version: u32) -> R<i32> {
+    i32::try_from(version).map_err(|_| corrupt(format!("campaign version {version} out of range")))
+}
+
+#[derive(sqlx::FromRow)]
+struct VersionRow {
+    campaign_id: String,
+    version: i32,
+    status: String,
+    action: String,
+    definition: String,
+    changes: String,
+    actor: String,
+    at: DateTime<Utc>,
+}
+
+impl TryFrom<VersionRow> for CampaignVersionRecord {
+    type Error = StoreError;
+    fn try_from(r: VersionRow) -> R<Self> {
+        Ok(CampaignVersionRecord {
+            campaign_id: id(CampaignId::parse(r.campaign_id))?,
+            version: u32::try_from(r.version)
+                .map_err(|_| corrupt(format!("campaign version {}", r.version)))?,
+            status: campaign_status(&r.status)?,
+            action: campaign_action(&r.action)?,
+            definition: from_json(&r.definition)?,
+            changes: from_json(&r.changes)?,
+            actor: r.actor,
+            at: r.at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct CampaignRow {
+    #[sqlx(flatten)]
+    version: VersionRow,
+    campaign_created_at: DateTime<Utc>,
+    budget_spent: i64,
+}
+
+impl TryFrom<CampaignRow> for CampaignRecord {
+    type Error = StoreError;
+    fn try_from(r: CampaignRow) -> R<Self> {
+        Ok(CampaignRecord {
+            current: r.version.try_into()?,
+            created_at: r.campaign_created_at,
+            budget_spent_minor: r.budget_spent,
+        })
+    }
+}
+
+/// The order history's page: one row per order, its lines folded into arrays (in line order)
+/// by the query. Text sorts with `COLLATE "C"` (bytes, like the other adapters) whatever
+/// the database's collation, and the cursor compares the same way the page is ordered.
+macro_rules! order_history_sql {
+    ($after:literal) => {
+        concat!(
+            "SELECT o.channel, o.order_id, o.customer_id, o.store_id, o.currency, o.placed_at, o.created_at,
+                    o.redeemed, o.cashback, o.partner_id,
+                    l.line_ids, l.skus, l.categories, l.tags, l.quantities, l.unit_prices, l.discounts
+             FROM (SELECT channel, order_id, customer_id, store_id, currency, placed_at, created_at, redeemed,
+                          cashback, partner_id
+                   FROM orders
+                   WHERE placed_at < $1 ",
+            $after,
+            "
+                   ORDER BY placed_at, created_at, channel COLLATE \"C\", order_id COLLATE \"C\"
+                   LIMIT $2) o,
+                  LATERAL (
+                      SELECT COALESCE(array_agg(line_id ORDER BY line_no), '{}') AS line_ids,
+                             COALESCE(array_agg(sku ORDER BY line_no), '{}') AS skus,
+                             COALESCE(array_agg(category ORDER BY line_no), '{}') AS categories,
+                             -- As JSON: arrays of arrays must be rectangular.
+                             COALESCE(array_agg(array_to_json(tags)::text ORDER BY line_no), '{}') AS tags,
+                             COALESCE(array_agg(quantity ORDER BY line_no), '{}') AS quantities,
+                             COALESCE(array_agg(unit_price ORDER BY line_no), '{}') AS unit_prices,
+                             COALESCE(array_agg(discount ORDER BY line_no), '{}') AS discounts
+                      FROM order_lines WHERE channel = o.channel AND order_id = o.order_id) l
+             ORDER BY o.placed_at, o.created_at, o.channel COLLATE \"C\", o.order_id COLLATE \"C\""
+        )
+    };
+}
+
+#[derive(sqlx::FromRow)]
+struct HistoryRow {
+    channel: String,
+    order_id: String,
+    customer_id: String,
+    store_id: Option<String>,
+    currency: String,
+    placed_at: DateTime<Utc>,
+    created_at: DateTime<Utc>,
+    redeemed: i64,
+    cashback: i64,
+    partner_id: Option<String>,
+    line_ids: Vec<String>,
+    skus: Vec<String>,
+    categories: Vec<String>,
+    tags: Vec<String>,
+    quantities: Vec<i64>,
+    unit_prices: Vec<i64>,
+    discounts: Vec<i64>,
+}
+
+impl TryFrom<HistoryRow> for HistoricalOrder {
+    type Error = StoreError;
+    fn try_from(r: HistoryRow) -> R<Self> {
+        let n = r.line_ids.len();
+        if [
+            r.skus.len(),
+            r.categories.len(),
+            r.tags.len(),
+            r.quantities.len(),
+            r.unit_prices.len(),
+            r.discounts.len(),
+        ]
+        .iter()
+        .any(|&len| len != n)
+        {
+            return Err(corrupt(format!(
+                "line columns of order {} disagree in length",
+                r.order_id
+            )));
+        }
+        let mut lines = Vec::with_capacity(n);
+        let columns = r.line_ids.into_iter().zip(r.skus).zip(r.categories);
+        for (i, ((line_id, sku), category)) in columns.enumerate() {
+            lines.push(OrderLine {
+                line_id: id(LineId::parse(line_id))?,
+                sku: id(Sku::parse(sku))?,
+                category: id(Category::parse(category))?,
+                tags: from_json::<Vec<String>>(&r.tags[i])?
+                    .into_iter()
+                    .map(|t| id(Tag::parse(t)))
+                    .collect::<R<_>>()?,
+                quantity: r.quantities[i],
+                unit_price_minor: r.unit_prices[i],
+                discount_minor: r.discounts[i],
+            });
+        }
+        Ok(HistoricalOrder {
+            order: Order {
+                channel: channel(&r.channel)?,
+                store_id: r.store_id.map(|s| id(StoreId::parse(s))).transpose()?,
+                order_id: id(OrderId::parse(r.order_id))?,
+                customer_id: id(CustomerId::parse(r.customer_id))?,
+                currency: Currency::parse(&r.currency).map_err(corrupt)?,
+                lines,
+            },
+            partner_id: r.partner_id.map(|p| id(PartnerId::parse(p))).transpose()?,
+            placed_at: r.placed_at,
+            created_at: r.created_at,
+            redeemed_minor: r.redeemed,
+            paid_minor: r.cashback,
         })
     }
 }
@@ -469,7 +648,7 @@ impl Tx for PgTx<'_> {
     async fn order(&mut self, key: &OrderKey) -> R<Option<OrderRecord>> {
         let row: Option<OrderRow> = sqlx::query_as(
             "SELECT customer_id, store_id, currency, placed_at, created_at, redemption_id, redeemed, cashback,
-                    total, lot_id, request_hash, available_at, expires_at
+                    total, lot_id, request_hash, available_at, expires_at, partner_id, campaigns
              FROM orders WHERE channel = $1 AND order_id = $2",
         )
         .bind(key.channel.as_str())
@@ -512,6 +691,8 @@ impl Tx for PgTx<'_> {
                 .into_iter()
                 .map(LineRecord::try_from)
                 .collect::<R<_>>()?,
+            partner_id: o.partner_id.map(|p| id(PartnerId::parse(p))).transpose()?,
+            campaigns: from_json(&o.campaigns)?,
         }))
     }
 
@@ -526,62 +707,16 @@ impl Tx for PgTx<'_> {
     }
 
     async fn insert_order(&mut self, o: &OrderRecord) -> R<()> {
-        let mut cols = LineColumns::default();
-        for (i, l) in o.lines.iter().enumerate() {
-            cols.push(i as i32, l)?;
-        }
-        sqlx::query(
-            "WITH o AS (
-                 INSERT INTO orders (channel, order_id, customer_id, store_id, currency, placed_at, created_at,
-                     redemption_id, redeemed, cashback, total, lot_id, request_hash, available_at, expires_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15))
-             INSERT INTO order_lines (channel, order_id, line_no, line_id, sku, category, tags, quantity,
-                 unit_price, discount, net, redeemed, cashback, returned_qty, clawed_back, restored,
-                 explanation, rules)
-             SELECT $1, $2, t.n, t.line_id, t.sku, t.category,
-                    ARRAY(SELECT jsonb_array_elements_text(t.tags::jsonb)), t.quantity, t.unit_price,
-                    t.discount, t.net, t.redeemed, t.cashback, t.returned_qty, t.clawed_back,
-                    t.restored, t.explanation, t.rules
-             FROM UNNEST($16::int[], $17::text[], $18::text[], $19::text[], $20::text[], $21::bigint[],
-                         $22::bigint[], $23::bigint[], $24::bigint[], $25::bigint[], $26::bigint[],
-                         $27::bigint[], $28::bigint[], $29::bigint[], $30::text[], $31::text[])
-                  AS t(n, line_id, sku, category, tags, quantity, unit_price, discount, net, redeemed,
-                       cashback, returned_qty, clawed_back, restored, explanation, rules)",
-        )
-        .bind(o.key.channel.as_str())
-        .bind(o.key.order_id.as_str())
-        .bind(o.customer_id.as_str())
-        .bind(o.store_id.as_ref().map(|s| s.as_str()))
-        .bind(&o.currency)
-        .bind(o.placed_at)
-        .bind(o.created_at)
-        .bind(o.redemption_id.as_ref().map(|r| r.as_str()))
-        .bind(o.redeemed_minor)
-        .bind(o.cashback_minor)
-        .bind(o.total_minor)
-        .bind(o.lot_id)
-        .bind(&o.request_hash)
-        .bind(o.available_at)
-        .bind(o.expires_at)
-        .bind(cols.n)
-        .bind(cols.line_id)
-        .bind(cols.sku)
-        .bind(cols.category)
-        .bind(cols.tags)
-        .bind(cols.quantity)
-        .bind(cols.unit_price)
-        .bind(cols.discount)
-        .bind(cols.net)
-        .bind(cols.redeemed)
-        .bind(cols.cashback)
-        .bind(cols.returned_qty)
-        .bind(cols.clawed_back)
-        .bind(cols.restored)
-        .bind(cols.explanation)
-        .bind(cols.rules)
-        .execute(&mut *self.conn)
-        .await
-        .map_err(db_err)?;
+        let q = sqlx::query(concat!(
+            "WITH o AS (",
+            order_insert!(),
+            ") ",
+            lines_insert!()
+        ));
+        bind_order(q, o, LineColumns::of(o)?, json(&o.campaigns)?)
+            .execute(&mut *self.conn)
+            .await
+            .map_err(db_err)?;
         Ok(())
     }
 
@@ -654,8 +789,8 @@ impl Tx for PgTx<'_> {
         let (och, oid) = key_parts(l.order.as_ref());
         sqlx::query_scalar(
             "INSERT INTO lots (customer_id, order_channel, order_id, amount, remaining, available_at, expires_at,
-                 state, created_at, expiry_warned)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+                 state, created_at, expiry_warned, campaigns)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
         )
         .bind(l.customer_id.as_str())
         .bind(och)
@@ -667,6 +802,7 @@ impl Tx for PgTx<'_> {
         .bind(l.lot.state.as_str())
         .bind(l.created_at)
         .bind(l.expiry_warned)
+        .bind(json(&l.campaigns)?)
         .fetch_one(&mut *self.conn)
         .await
         .map_err(db_err)
@@ -964,6 +1100,232 @@ impl Tx for PgTx<'_> {
         rows.into_iter().map(|c| id(CustomerId::parse(c))).collect()
     }
 
+    async fn campaign(&mut self, cid: &CampaignId, lock: bool) -> R<Option<CampaignRecord>> {
+        // The lock is the campaign row's alone (OF c): versions are immutable.
+        let sql = if lock && !self.read_only {
+            concat!(campaign_select!(), " WHERE c.id = $1 FOR UPDATE OF c")
+        } else {
+            concat!(campaign_select!(), " WHERE c.id = $1")
+        };
+        let row: Option<CampaignRow> = sqlx::query_as(sql)
+            .bind(cid.as_str())
+            .fetch_optional(&mut *self.conn)
+            .await
+            .map_err(db_err)?;
+        row.map(CampaignRecord::try_from).transpose()
+    }
+
+    async fn campaigns(&mut self) -> R<Vec<CampaignRecord>> {
+        let rows: Vec<CampaignRow> =
+            sqlx::query_as(concat!(campaign_select!(), " ORDER BY c.id COLLATE \"C\""))
+                .fetch_all(&mut *self.conn)
+                .await
+                .map_err(db_err)?;
+        rows.into_iter().map(CampaignRecord::try_from).collect()
+    }
+
+    async fn campaigns_revision(&mut self) -> R<i64> {
+        sqlx::query_scalar("SELECT COALESCE(SUM(version), 0)::BIGINT FROM campaigns")
+            .fetch_one(&mut *self.conn)
+            .await
+            .map_err(db_err)
+    }
+
+    async fn campaign_versions(&mut self, cid: &CampaignId) -> R<Vec<CampaignVersionRecord>> {
+        let rows: Vec<VersionRow> = sqlx::query_as(
+            "SELECT campaign_id, version, status, action, definition, changes, actor, at
+             FROM campaign_versions WHERE campaign_id = $1 ORDER BY version",
+        )
+        .bind(cid.as_str())
+        .fetch_all(&mut *self.conn)
+        .await
+        .map_err(db_err)?;
+        rows.into_iter()
+            .map(CampaignVersionRecord::try_from)
+            .collect()
+    }
+
+    async fn put_campaign_version(&mut self, v: &CampaignVersionRecord) -> R<()> {
+        // One statement: the version (a duplicate is a conflict on its primary key) and the
+        // current row. The upsert leaves created_at and budget_spent as they are; a budget
+        // lowered below what was spent is refused by the row's CHECK.
+        sqlx::query(
+            "WITH v AS (
+                 INSERT INTO campaign_versions (campaign_id, version, status, action, definition, changes, actor, at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8))
+             INSERT INTO campaigns (id, version, status, definition, budget, created_at, updated_at)
+             VALUES ($1, $2, $3, $5, $9, $8, $8)
+             ON CONFLICT (id) DO UPDATE SET version = excluded.version, status = excluded.status,
+                 definition = excluded.definition, budget = excluded.budget, updated_at = excluded.updated_at",
+        )
+        .bind(v.campaign_id.as_str())
+        .bind(version_to_db(v.version)?)
+        .bind(v.status.as_str())
+        .bind(v.action.as_str())
+        .bind(json(&v.definition)?)
+        .bind(json(&v.changes)?)
+        .bind(&v.actor)
+        .bind(v.at)
+        .bind(v.definition.caps.budget_minor)
+        .execute(&mut *self.conn)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn lock_budgets(&mut self, ids: &[CampaignId]) -> R<Vec<(CampaignId, i64)>> {
+        // Rows are locked in the ORDER BY's order (the lock sits above the sort), so every
+        // order takes budgets in one order, after its customer: no two wait on each other.
+        // A later job of a writer batch meets a held budget under lock_timeout, fails as a
+        // conflict and is retried, like a held wallet.
+        let ids: Vec<&str> = ids.iter().map(|c| c.as_str()).collect();
+        let sql = if self.read_only {
+            "SELECT id, budget_spent FROM campaigns WHERE id = ANY($1) ORDER BY id COLLATE \"C\""
+        } else {
+            "SELECT id, budget_spent FROM campaigns WHERE id = ANY($1) ORDER BY id COLLATE \"C\" FOR UPDATE"
+        };
+        let rows: Vec<(String, i64)> = sqlx::query_as(sql)
+            .bind(ids)
+            .fetch_all(&mut *self.conn)
+            .await
+            .map_err(db_err)?;
+        rows.into_iter()
+            .map(|(cid, spent)| Ok((id(CampaignId::parse(cid))?, spent)))
+            .collect()
+    }
+
+    async fn spend_budget(&mut self, cid: &CampaignId, amount_minor: i64) -> R<()> {
+        let n = sqlx::query(
+            "UPDATE campaigns SET budget_spent = budget_spent + $2
+             WHERE id = $1 AND budget IS NOT NULL AND budget_spent + $2 <= budget",
+        )
+        .bind(cid.as_str())
+        .bind(amount_minor)
+        .execute(&mut *self.conn)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        if n == 1 {
+            Ok(())
+        } else {
+            Err(corrupt(format!(
+                "budget of campaign {cid} would be overspent"
+            )))
+        }
+    }
+
+    async fn campaign_usage(
+        &mut self,
+        cid: &CustomerId,
+        day: DateTime<Utc>,
+        week: DateTime<Utc>,
+        month: DateTime<Utc>,
+    ) -> R<Vec<UsageRow>> {
+        let rows: Vec<(String, String, DateTime<Utc>, i64)> = sqlx::query_as(
+            "SELECT campaign_id, period, period_start, amount FROM campaign_usage
+             WHERE customer_id = $1 AND ((period = 'day' AND period_start = $2)
+                 OR (period = 'week' AND period_start = $3) OR (period = 'month' AND period_start = $4)
+                 OR period = 'campaign')
+             ORDER BY campaign_id COLLATE \"C\", period, period_start",
+        )
+        .bind(cid.as_str())
+        .bind(day)
+        .bind(week)
+        .bind(month)
+        .fetch_all(&mut *self.conn)
+        .await
+        .map_err(db_err)?;
+        rows.into_iter()
+            .map(|(campaign, period, start, amount)| usage_row(campaign, &period, start, amount))
+            .collect()
+    }
+
+    async fn add_campaign_usage(&mut self, cid: &CustomerId, rows: &[UsageRow]) -> R<()> {
+        // Rows with the same key are summed first: ON CONFLICT DO UPDATE may touch a row
+        // only once per statement.
+        let campaigns: Vec<&str> = rows.iter().map(|u| u.campaign_id.as_str()).collect();
+        let periods: Vec<&str> = rows.iter().map(|u| u.period.as_str()).collect();
+        let starts: Vec<DateTime<Utc>> = rows.iter().map(|u| u.start).collect();
+        let amounts: Vec<i64> = rows.iter().map(|u| u.amount_minor).collect();
+        sqlx::query(
+            "INSERT INTO campaign_usage (customer_id, campaign_id, period, period_start, amount)
+             SELECT $1, t.campaign_id, t.period, t.period_start, SUM(t.amount)::BIGINT
+             FROM UNNEST($2::text[], $3::text[], $4::timestamptz[], $5::bigint[])
+                  AS t(campaign_id, period, period_start, amount)
+             GROUP BY t.campaign_id, t.period, t.period_start
+             ON CONFLICT (customer_id, campaign_id, period, period_start)
+             DO UPDATE SET amount = campaign_usage.amount + excluded.amount",
+        )
+        .bind(cid.as_str())
+        .bind(campaigns)
+        .bind(periods)
+        .bind(starts)
+        .bind(amounts)
+        .execute(&mut *self.conn)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn customer_has_orders(&mut self, cid: &CustomerId) -> R<bool> {
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM orders WHERE customer_id = $1)")
+            .bind(cid.as_str())
+            .fetch_one(&mut *self.conn)
+            .await
+            .map_err(db_err)
+    }
+
+    async fn category_spend(
+        &mut self,
+        cid: &CustomerId,
+        from: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> R<Vec<(Category, i64)>> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT l.category, SUM(l.net)::BIGINT FROM orders o
+             JOIN order_lines l ON l.channel = o.channel AND l.order_id = o.order_id
+             WHERE o.customer_id = $1 AND o.placed_at >= $2 AND o.placed_at < $3
+             GROUP BY l.category ORDER BY l.category COLLATE \"C\"",
+        )
+        .bind(cid.as_str())
+        .bind(from)
+        .bind(until)
+        .fetch_all(&mut *self.conn)
+        .await
+        .map_err(db_err)?;
+        rows.into_iter()
+            .map(|(c, spend)| Ok((id(Category::parse(c))?, spend)))
+            .collect()
+    }
+
+    async fn order_history(
+        &mut self,
+        until: DateTime<Utc>,
+        after: Option<&HistoryCursor>,
+        limit: usize,
+    ) -> R<Vec<HistoricalOrder>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let query = match after {
+            // The first comparison lets orders_by_placed start the scan at the cursor; the
+            // second is the exact "strictly after" on the whole sort key.
+            Some(a) => sqlx::query_as(order_history_sql!(
+                "AND (placed_at, created_at) >= ($3, $4)
+                   AND (placed_at, created_at, channel COLLATE \"C\", order_id COLLATE \"C\") > ($3, $4, $5, $6)"
+            ))
+            .bind(until)
+            .bind(limit)
+            .bind(a.placed_at)
+            .bind(a.created_at)
+            .bind(a.key.channel.as_str())
+            .bind(a.key.order_id.as_str()),
+            None => sqlx::query_as(order_history_sql!(""))
+                .bind(until)
+                .bind(limit),
+        };
+        let rows: Vec<HistoryRow> = query.fetch_all(&mut *self.conn).await.map_err(db_err)?;
+        rows.into_iter().map(HistoricalOrder::try_from).collect()
+    }
+
     async fn api_key_by_hash(&mut self, secret_sha256: &str) -> R<Option<ApiKeyRecord>> {
         type KeyRow = (
             String,
@@ -1008,6 +1370,292 @@ impl Tx for PgTx<'_> {
         .map_err(db_err)?;
         Ok(())
     }
+
+    // ------------------------------------------------------------ metrics and experiments
+
+    async fn metric_customers(&mut self, facts: &mut Facts) -> R<()> {
+        let mut rows =
+            sqlx::query("SELECT id, segments, pending + available + held FROM customers")
+                .fetch(&mut *self.conn);
+        while let Some(r) = rows.try_next().await.map_err(db_err)? {
+            let ix = facts
+                .customer(r.try_get(0).map_err(db_err)?)
+                .map_err(corrupt)? as usize;
+            let segments: Vec<String> = r.try_get(1).map_err(db_err)?;
+            let c = &mut facts.customers[ix];
+            c.segments = segments
+                .into_iter()
+                .map(|s| id(Segment::parse(s)))
+                .collect::<R<_>>()?;
+            c.liability_minor = r.try_get(2).map_err(db_err)?;
+        }
+        Ok(())
+    }
+
+    async fn metric_orders(&mut self, facts: &mut Facts) -> R<()> {
+        let mut rows = sqlx::query(metrics_sql::ORDER_FACTS).fetch(&mut *self.conn);
+        while let Some(r) = rows.try_next().await.map_err(db_err)? {
+            let (customer, store) = facts
+                .customer_at(r.try_get(0).map_err(db_err)?, r.try_get(2).map_err(db_err)?)
+                .map_err(corrupt)?;
+            facts.orders.push(OrderFact {
+                customer,
+                channel: channel(r.try_get(1).map_err(db_err)?)?,
+                store,
+                placed_at: r.try_get(3).map_err(db_err)?,
+                total_minor: r.try_get(4).map_err(db_err)?,
+                cashback_minor: r.try_get(5).map_err(db_err)?,
+                returned_minor: r.try_get(6).map_err(db_err)?,
+                clawed_back_minor: r.try_get(7).map_err(db_err)?,
+            });
+        }
+        Ok(())
+    }
+
+    async fn metric_redemptions(&mut self, facts: &mut Facts) -> R<()> {
+        let mut rows = sqlx::query(
+            "SELECT r.customer_id, r.channel, r.store_id, r.created_at, l.order_channel, x.amount
+             FROM redemptions r
+             CROSS JOIN LATERAL (
+                 SELECT (a->>'lot_id')::BIGINT AS lot_id,
+                        (a->>'captured_minor')::BIGINT - (a->>'restored_minor')::BIGINT AS amount
+                 FROM jsonb_array_elements(r.allocations::JSONB) a
+             ) x
+             LEFT JOIN lots l ON l.id = x.lot_id
+             WHERE r.state = 'captured' AND x.amount > 0",
+        )
+        .fetch(&mut *self.conn);
+        while let Some(r) = rows.try_next().await.map_err(db_err)? {
+            let (customer, store) = facts
+                .customer_at(r.try_get(0).map_err(db_err)?, r.try_get(2).map_err(db_err)?)
+                .map_err(corrupt)?;
+            facts.redemptions.push(RedemptionPart {
+                customer,
+                channel: channel(r.try_get(1).map_err(db_err)?)?,
+                store,
+                at: r.try_get(3).map_err(db_err)?,
+                earned_on: r
+                    .try_get::<Option<&str>, _>(4)
+                    .map_err(db_err)?
+                    .map(channel)
+                    .transpose()?,
+                amount_minor: r.try_get(5).map_err(db_err)?,
+            });
+        }
+        Ok(())
+    }
+
+    async fn metric_expiries(&mut self, facts: &mut Facts) -> R<()> {
+        let mut rows = sqlx::query(metrics_sql::EXPIRY_FACTS).fetch(&mut *self.conn);
+        while let Some(r) = rows.try_next().await.map_err(db_err)? {
+            let customer = facts
+                .customer(r.try_get(0).map_err(db_err)?)
+                .map_err(corrupt)?;
+            facts.expiries.push(ExpiryFact {
+                customer,
+                at: r.try_get(1).map_err(db_err)?,
+                amount_minor: r.try_get(2).map_err(db_err)?,
+            });
+        }
+        Ok(())
+    }
+
+    async fn liability_moves_after(&mut self, after: DateTime<Utc>) -> R<Vec<(CustomerId, i64)>> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(metrics_sql::LIABILITY_MOVES_AFTER)
+            .bind(after)
+            .fetch_all(&mut *self.conn)
+            .await
+            .map_err(db_err)?;
+        rows.into_iter()
+            .map(|(c, sum)| Ok((id(CustomerId::parse(c))?, sum)))
+            .collect()
+    }
+
+    async fn record_assignment(&mut self, a: &AssignmentRecord) -> R<AssignmentRecord> {
+        // One statement: the insert's row if it went in, else the row that was there (the
+        // outer SELECT sees the snapshot before the insert).
+        let (arm, share, at): (String, i32, DateTime<Utc>) = sqlx::query_as(
+            "WITH ins AS (
+                 INSERT INTO experiment_assignments
+                   (experiment_id, customer_id, arm, share_bp, first_seen_at)
+                 VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (experiment_id, customer_id) DO NOTHING
+                 RETURNING arm, share_bp, first_seen_at
+             )
+             SELECT arm, share_bp, first_seen_at FROM ins
+             UNION ALL
+             SELECT arm, share_bp, first_seen_at FROM experiment_assignments
+             WHERE experiment_id = $1 AND customer_id = $2
+             LIMIT 1",
+        )
+        .bind(&a.experiment_id)
+        .bind(a.customer_id.as_str())
+        .bind(a.arm.as_str())
+        .bind(a.share_bp.0 as i32)
+        .bind(a.first_seen_at)
+        .fetch_one(&mut *self.conn)
+        .await
+        .map_err(db_err)?;
+        assignment(
+            a.experiment_id.clone(),
+            a.customer_id.clone(),
+            &arm,
+            i64::from(share),
+            at,
+        )
+    }
+
+    async fn assignments(&mut self, experiment_id: &str) -> R<Vec<AssignmentRecord>> {
+        let rows: Vec<(String, String, i32, DateTime<Utc>)> = sqlx::query_as(
+            "SELECT customer_id, arm, share_bp, first_seen_at FROM experiment_assignments
+             WHERE experiment_id = $1 ORDER BY customer_id",
+        )
+        .bind(experiment_id)
+        .fetch_all(&mut *self.conn)
+        .await
+        .map_err(db_err)?;
+        rows.into_iter()
+            .map(|(cid, arm, share, at)| {
+                assignment(
+                    experiment_id.to_string(),
+                    id(CustomerId::parse(cid))?,
+                    &arm,
+                    i64::from(share),
+                    at,
+                )
+            })
+            .collect()
+    }
+
+    async fn experiments(&mut self) -> R<Vec<ExperimentCounts>> {
+        let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT experiment_id,
+                    COUNT(*) FILTER (WHERE arm = 'treatment'),
+                    COUNT(*) FILTER (WHERE arm = 'holdout')
+             FROM experiment_assignments GROUP BY experiment_id ORDER BY experiment_id",
+        )
+        .fetch_all(&mut *self.conn)
+        .await
+        .map_err(db_err)?;
+        Ok(rows
+            .into_iter()
+            .map(|(experiment_id, t, h)| ExperimentCounts {
+                experiment_id,
+                treatment: t as u64,
+                holdout: h as u64,
+            })
+            .collect())
+    }
+
+    // ------------------------------------------------------------------ history import
+
+    /// One statement per order: the customer if new, the order unless its key is stored,
+    /// its lines only if the order went in, and the hash stored before (the final SELECT
+    /// sees the snapshot from before the statement's own inserts).
+    async fn import_orders(&mut self, orders: &[OrderRecord]) -> R<Vec<ImportOutcome>> {
+        let mut outcomes = Vec::with_capacity(orders.len());
+        for o in orders {
+            let q = sqlx::query(concat!(
+                "WITH c AS (INSERT INTO customers (id, segments, created_at) VALUES ($3, '{}', $6)
+                            ON CONFLICT (id) DO NOTHING),
+                      o AS (",
+                order_insert!(),
+                " ON CONFLICT DO NOTHING RETURNING 1),
+                      l AS (",
+                lines_insert!(),
+                " WHERE EXISTS (SELECT 1 FROM o))
+                 SELECT EXISTS (SELECT 1 FROM o),
+                        (SELECT request_hash FROM orders WHERE order_id = $2 AND channel = $1)"
+            ));
+            let row = bind_order(q, o, LineColumns::of(o)?, json(&o.campaigns)?)
+                .fetch_one(&mut *self.conn)
+                .await
+                .map_err(db_err)?;
+            let inserted: bool = row.try_get(0).map_err(db_err)?;
+            let stored: Option<String> = row.try_get(1).map_err(db_err)?;
+            outcomes.push(match (inserted, stored) {
+                (true, _) => ImportOutcome::Inserted,
+                (false, Some(hash)) => ImportOutcome::of_existing(&hash, &o.request_hash),
+                (false, None) => return Err(corrupt("an order neither inserted nor stored")),
+            });
+        }
+        Ok(outcomes)
+    }
+}
+
+/// An order's row, parameters $1 to $15 (see [`bind_order`]).
+macro_rules! order_insert {
+    () => {
+        "INSERT INTO orders (channel, order_id, customer_id, store_id, currency, placed_at, created_at,
+             redemption_id, redeemed, cashback, total, lot_id, request_hash, available_at, expires_at,
+             partner_id, campaigns)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $32, $33)"
+    };
+}
+use order_insert;
+
+/// The order's lines from the column arrays $16 to $31 (see [`bind_order`]).
+macro_rules! lines_insert {
+    () => {
+        "INSERT INTO order_lines (channel, order_id, line_no, line_id, sku, category, tags, quantity,
+             unit_price, discount, net, redeemed, cashback, returned_qty, clawed_back, restored,
+             explanation, rules)
+         SELECT $1, $2, t.n, t.line_id, t.sku, t.category,
+                ARRAY(SELECT jsonb_array_elements_text(t.tags::jsonb)), t.quantity, t.unit_price,
+                t.discount, t.net, t.redeemed, t.cashback, t.returned_qty, t.clawed_back,
+                t.restored, t.explanation, t.rules
+         FROM UNNEST($16::int[], $17::text[], $18::text[], $19::text[], $20::text[], $21::bigint[],
+                     $22::bigint[], $23::bigint[], $24::bigint[], $25::bigint[], $26::bigint[],
+                     $27::bigint[], $28::bigint[], $29::bigint[], $30::text[], $31::text[])
+              AS t(n, line_id, sku, category, tags, quantity, unit_price, discount, net, redeemed,
+                   cashback, returned_qty, clawed_back, restored, explanation, rules)"
+    };
+}
+use lines_insert;
+
+type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
+/// Binds an order's row ($1–$15, $32 partner, $33 campaigns as JSON) and its lines' columns
+/// ($16–$31).
+fn bind_order<'q>(
+    q: PgQuery<'q>,
+    o: &'q OrderRecord,
+    cols: LineColumns,
+    campaigns: String,
+) -> PgQuery<'q> {
+    q.bind(o.key.channel.as_str())
+        .bind(o.key.order_id.as_str())
+        .bind(o.customer_id.as_str())
+        .bind(o.store_id.as_ref().map(|s| s.as_str()))
+        .bind(&o.currency)
+        .bind(o.placed_at)
+        .bind(o.created_at)
+        .bind(o.redemption_id.as_ref().map(|r| r.as_str()))
+        .bind(o.redeemed_minor)
+        .bind(o.cashback_minor)
+        .bind(o.total_minor)
+        .bind(o.lot_id)
+        .bind(&o.request_hash)
+        .bind(o.available_at)
+        .bind(o.expires_at)
+        .bind(cols.n)
+        .bind(cols.line_id)
+        .bind(cols.sku)
+        .bind(cols.category)
+        .bind(cols.tags)
+        .bind(cols.quantity)
+        .bind(cols.unit_price)
+        .bind(cols.discount)
+        .bind(cols.net)
+        .bind(cols.redeemed)
+        .bind(cols.cashback)
+        .bind(cols.returned_qty)
+        .bind(cols.clawed_back)
+        .bind(cols.restored)
+        .bind(cols.explanation)
+        .bind(cols.rules)
+        .bind(o.partner_id.as_ref().map(|p| p.as_str()))
+        .bind(campaigns)
 }
 
 /// An order's lines as one array per column, for `UNNEST`.
@@ -1033,6 +1681,14 @@ struct LineColumns {
 }
 
 impl LineColumns {
+    fn of(o: &OrderRecord) -> R<LineColumns> {
+        let mut cols = LineColumns::default();
+        for (i, l) in o.lines.iter().enumerate() {
+            cols.push(i as i32, l)?;
+        }
+        Ok(cols)
+    }
+
     fn push(&mut self, n: i32, l: &LineRecord) -> R<()> {
         let tags: Vec<&str> = l.line.tags.iter().map(|t| t.as_str()).collect();
         self.n.push(n);

@@ -117,7 +117,22 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `path`, applies pending migrations and
     /// starts the writer thread. Must be called inside a tokio runtime.
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        Self::open_with(path, "FULL")
+    }
+
+    /// Like [`open`](Self::open), but commits are not fsynced (`synchronous=NORMAL` in WAL
+    /// mode: a power loss may drop the last commits, never corrupt the file). Only for
+    /// filling a database that can be rebuilt from scratch, such as `kembali demo`'s; open
+    /// it again with [`open`](Self::open) to serve it.
+    pub fn open_unsynced(path: &Path) -> Result<SqliteStore, StoreError> {
+        Self::open_with(path, "NORMAL")
+    }
+
+    fn open_with(path: &Path, synchronous: &str) -> Result<SqliteStore, StoreError> {
         let mut writer = open_connection(path, false)?;
+        writer
+            .pragma_update(None, "synchronous", synchronous)
+            .map_err(db_err)?;
         migrate::run(&mut writer)?;
         let mut readers = Vec::with_capacity(READERS);
         for _ in 0..READERS {

@@ -5,7 +5,11 @@ use crate::db_err;
 use kembali_app::error::StoreError;
 use rusqlite::Connection;
 
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_init.sql"),
+    include_str!("../migrations/0002_campaigns.sql"),
+    include_str!("../migrations/0003_metrics.sql"),
+];
 
 pub fn run(conn: &mut Connection) -> Result<(), StoreError> {
     let applied: usize = conn

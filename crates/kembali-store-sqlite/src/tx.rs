@@ -5,17 +5,23 @@ use crate::db_err;
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use kembali_app::error::StoreError;
-use kembali_app::store::decode::{channel, corrupt, from_json, id, json, order_key};
+use kembali_app::store::decode::{
+    assignment, campaign_action, campaign_status, channel, corrupt, from_json, id, json, order_key,
+    usage_row,
+};
+use kembali_app::store::metrics_sql;
 use kembali_app::store::*;
+use kembali_core::analytics::metrics::{ExpiryFact, Facts, OrderFact, RedemptionPart};
 use kembali_core::ids::{
-    Category, Channel, CustomerId, LineId, OrderId, RedemptionId, ReturnId, Segment, Sku, StoreId,
-    Tag,
+    CampaignId, Category, Channel, Currency, CustomerId, LineId, OrderId, PartnerId, RedemptionId,
+    ReturnId, Segment, Sku, StoreId, Tag,
 };
 use kembali_core::ledger::{Account, Entry, EntryKind, Posting, ProgramTotals, WalletBalances};
-use kembali_core::lots::{Lot, LotState};
-use kembali_core::order::OrderLine;
+use kembali_core::lots::{Allocation, Lot, LotState};
+use kembali_core::order::{Order, OrderLine};
 use kembali_core::program::ProgramSettings;
 use rusqlite::{params, Connection, OptionalExtension, Row};
+use std::collections::HashMap;
 
 pub struct SqliteTx<'c> {
     conn: &'c mut Connection,
@@ -25,9 +31,131 @@ impl<'c> SqliteTx<'c> {
     pub fn new(conn: &'c mut Connection) -> Self {
         SqliteTx { conn }
     }
+
+    /// The order's row; `verb` is `INSERT` or `INSERT OR IGNORE`. Returns whether a row
+    /// was inserted.
+    fn insert_order_row(&mut self, o: &OrderRecord, verb: &str) -> R<bool> {
+        let campaigns = json(&o.campaigns)?;
+        let sql = format!(
+            "{verb} INTO orders (channel, order_id, customer_id, store_id, currency, placed_at, created_at,
+                 redemption_id, redeemed, cashback, total, lot_id, request_hash, available_at, expires_at,
+                 partner_id, campaigns)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
+        );
+        let inserted = self
+            .conn
+            .prepare_cached(&sql)
+            .and_then(|mut st| {
+                st.execute(params![
+                    o.key.channel.as_str(),
+                    o.key.order_id.as_str(),
+                    o.customer_id.as_str(),
+                    o.store_id.as_ref().map(|s| s.as_str()),
+                    o.currency,
+                    micros(o.placed_at),
+                    micros(o.created_at),
+                    o.redemption_id.as_ref().map(|r| r.as_str()),
+                    o.redeemed_minor,
+                    o.cashback_minor,
+                    o.total_minor,
+                    o.lot_id,
+                    o.request_hash,
+                    o.available_at.map(micros),
+                    o.expires_at.map(micros),
+                    o.partner_id.as_ref().map(|p| p.as_str()),
+                    campaigns,
+                ])
+            })
+            .map_err(db_err)?;
+        Ok(inserted > 0)
+    }
+
+    fn insert_lines(&mut self, o: &OrderRecord) -> R<()> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO order_lines (channel, order_id, line_no, line_id, sku, category, tags, quantity, unit_price,
+                     discount, net, redeemed, cashback, returned_qty, clawed_back, restored, explanation, rules)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+            )
+            .map_err(db_err)?;
+        for (n, l) in o.lines.iter().enumerate() {
+            let tags: Vec<&str> = l.line.tags.iter().map(|t| t.as_str()).collect();
+            st.execute(params![
+                o.key.channel.as_str(),
+                o.key.order_id.as_str(),
+                n as i64,
+                l.line.line_id.as_str(),
+                l.line.sku.as_str(),
+                l.line.category.as_str(),
+                json(&tags)?,
+                l.line.quantity,
+                l.line.unit_price_minor,
+                l.line.discount_minor,
+                l.net_minor,
+                l.redeemed_minor,
+                l.cashback_minor,
+                l.returned_qty,
+                l.clawed_back_minor,
+                l.restored_minor,
+                l.explanation,
+                json(&l.rules)?,
+            ])
+            .map_err(db_err)?;
+        }
+        Ok(())
+    }
+
+    /// One imported order: its customer if new, then the order unless its key is stored.
+    fn import_order(&mut self, o: &OrderRecord) -> R<ImportOutcome> {
+        self.conn
+            .prepare_cached(
+                "INSERT OR IGNORE INTO customers (id, segments, created_at) VALUES (?1, '[]', ?2)",
+            )
+            .and_then(|mut st| st.execute(params![o.customer_id.as_str(), micros(o.placed_at)]))
+            .map_err(db_err)?;
+        if self.insert_order_row(o, "INSERT OR IGNORE")? {
+            self.insert_lines(o)?;
+            return Ok(ImportOutcome::Inserted);
+        }
+        let stored: String = self
+            .conn
+            .prepare_cached("SELECT request_hash FROM orders WHERE order_id = ?1 AND channel = ?2")
+            .and_then(|mut st| {
+                st.query_row(
+                    params![o.key.order_id.as_str(), o.key.channel.as_str()],
+                    |r| r.get(0),
+                )
+            })
+            .map_err(db_err)?;
+        Ok(ImportOutcome::of_existing(&stored, &o.request_hash))
+    }
 }
 
 type R<T> = Result<T, StoreError>;
+
+/// Runs a parameterless query and hands each row to `f`, without collecting them.
+fn each_row(conn: &Connection, sql: &str, mut f: impl FnMut(&Row<'_>) -> R<()>) -> R<()> {
+    let mut st = conn.prepare_cached(sql).map_err(db_err)?;
+    let mut rows = st.query([]).map_err(db_err)?;
+    while let Some(r) = rows.next().map_err(db_err)? {
+        f(r)?;
+    }
+    Ok(())
+}
+
+/// A text column read in place (no copy): ids are interned by the metric reads.
+fn text<'r>(r: &'r Row<'_>, i: usize) -> R<&'r str> {
+    r.get_ref(i)
+        .and_then(|v| v.as_str().map_err(Into::into))
+        .map_err(db_err)
+}
+
+fn opt_text<'r>(r: &'r Row<'_>, i: usize) -> R<Option<&'r str>> {
+    r.get_ref(i)
+        .and_then(|v| v.as_str_or_null().map_err(Into::into))
+        .map_err(db_err)
+}
 
 fn micros(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
@@ -87,7 +215,7 @@ fn customer_from(row: CustomerRow) -> R<CustomerRecord> {
 }
 
 const LOT_COLS: &str =
-    "id, customer_id, order_channel, order_id, amount, remaining, available_at, expires_at, state, created_at, expiry_warned";
+    "id, customer_id, order_channel, order_id, amount, remaining, available_at, expires_at, state, created_at, expiry_warned, campaigns";
 
 type LotRow = (
     i64,
@@ -101,6 +229,7 @@ type LotRow = (
     String,
     i64,
     bool,
+    String,
 );
 
 fn lot_row(r: &Row<'_>) -> rusqlite::Result<LotRow> {
@@ -116,6 +245,7 @@ fn lot_row(r: &Row<'_>) -> rusqlite::Result<LotRow> {
         r.get(8)?,
         r.get(9)?,
         r.get(10)?,
+        r.get(11)?,
     ))
 }
 
@@ -132,6 +262,7 @@ fn lot_from(row: LotRow) -> R<LotRecord> {
         state,
         created_at,
         warned,
+        campaigns,
     ) = row;
     Ok(LotRecord {
         lot: Lot {
@@ -146,6 +277,7 @@ fn lot_from(row: LotRow) -> R<LotRecord> {
         order: order_key(och, oid)?,
         created_at: instant(created_at)?,
         expiry_warned: warned,
+        campaigns: from_json(&campaigns)?,
     })
 }
 
@@ -201,6 +333,80 @@ fn redemption_from(row: RedemptionRow) -> R<RedemptionRecord> {
     })
 }
 
+/// An order line from its columns: ids, tags as a JSON array, and quantity, unit price and
+/// discount.
+fn order_line(
+    line_id: String,
+    sku: String,
+    category: String,
+    tags: &str,
+    [quantity, unit_price_minor, discount_minor]: [i64; 3],
+) -> R<OrderLine> {
+    let tags = if tags == "[]" {
+        Vec::new()
+    } else {
+        from_json::<Vec<String>>(tags)?
+            .into_iter()
+            .map(|t| id(Tag::parse(t)))
+            .collect::<R<_>>()?
+    };
+    Ok(OrderLine {
+        line_id: id(LineId::parse(line_id))?,
+        sku: id(Sku::parse(sku))?,
+        category: id(Category::parse(category))?,
+        tags,
+        quantity,
+        unit_price_minor,
+        discount_minor,
+    })
+}
+
+const CAMPAIGN_SELECT: &str =
+    "SELECT v.campaign_id, v.version, v.status, v.action, v.definition, v.changes, v.actor, v.at,
+            c.created_at, c.budget_spent
+     FROM campaigns c JOIN campaign_versions v ON v.campaign_id = c.id AND v.version = c.version";
+
+type VersionRow = (String, u32, String, String, String, String, String, i64);
+
+fn version_row(r: &Row<'_>) -> rusqlite::Result<VersionRow> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+    ))
+}
+
+fn version_from(row: VersionRow) -> R<CampaignVersionRecord> {
+    let (cid, version, status, action, definition, changes, actor, at) = row;
+    Ok(CampaignVersionRecord {
+        campaign_id: id(CampaignId::parse(cid))?,
+        version,
+        status: campaign_status(&status)?,
+        action: campaign_action(&action)?,
+        definition: from_json(&definition)?,
+        changes: from_json(&changes)?,
+        actor,
+        at: instant(at)?,
+    })
+}
+
+fn campaign_row(r: &Row<'_>) -> rusqlite::Result<(VersionRow, i64, i64)> {
+    Ok((version_row(r)?, r.get(8)?, r.get(9)?))
+}
+
+fn campaign_from((v, created_at, spent): (VersionRow, i64, i64)) -> R<CampaignRecord> {
+    Ok(CampaignRecord {
+        current: version_from(v)?,
+        created_at: instant(created_at)?,
+        budget_spent_minor: spent,
+    })
+}
+
 impl SqliteTx<'_> {
     fn postings_of(&mut self, seq: i64) -> R<Vec<Posting>> {
         let mut st = self
@@ -251,20 +457,8 @@ impl SqliteTx<'_> {
             .map_err(db_err)?;
         rows.map(|r| {
             let (line_id, sku, category, tags, n, ret, (explanation, rules)) = r.map_err(db_err)?;
-            let tags: Vec<String> = from_json(&tags)?;
             Ok(LineRecord {
-                line: OrderLine {
-                    line_id: id(LineId::parse(line_id))?,
-                    sku: id(Sku::parse(sku))?,
-                    category: id(Category::parse(category))?,
-                    tags: tags
-                        .into_iter()
-                        .map(|t| id(Tag::parse(t)))
-                        .collect::<R<_>>()?,
-                    quantity: n[0],
-                    unit_price_minor: n[1],
-                    discount_minor: n[2],
-                },
+                line: order_line(line_id, sku, category, &tags, [n[0], n[1], n[2]])?,
                 net_minor: n[3],
                 redeemed_minor: n[4],
                 cashback_minor: n[5],
@@ -483,7 +677,7 @@ impl Tx for SqliteTx<'_> {
             .conn
             .prepare_cached(
                 "SELECT customer_id, store_id, currency, placed_at, created_at, redemption_id, redeemed, cashback, total,
-                        lot_id, request_hash, available_at, expires_at
+                        lot_id, request_hash, available_at, expires_at, partner_id, campaigns
                  FROM orders WHERE channel = ?1 AND order_id = ?2",
             )
             .and_then(|mut st| {
@@ -498,12 +692,25 @@ impl Tx for SqliteTx<'_> {
                         r.get::<_, Option<i64>>(9)?,
                         r.get::<_, String>(10)?,
                         [r.get::<_, Option<i64>>(11)?, r.get(12)?],
+                        (r.get::<_, Option<String>>(13)?, r.get::<_, String>(14)?),
                     ))
                 })
                 .optional()
             })
             .map_err(db_err)?;
-        let Some((cid, store, currency, times, rid, amounts, lot_id, hash, lot_times)) = row else {
+        let Some((
+            cid,
+            store,
+            currency,
+            times,
+            rid,
+            amounts,
+            lot_id,
+            hash,
+            lot_times,
+            (partner, campaigns),
+        )) = row
+        else {
             return Ok(None);
         };
         let lines = self.lines_of(key)?;
@@ -523,6 +730,8 @@ impl Tx for SqliteTx<'_> {
             available_at: lot_times[0].map(instant).transpose()?,
             expires_at: lot_times[1].map(instant).transpose()?,
             lines,
+            partner_id: partner.map(|p| id(PartnerId::parse(p))).transpose()?,
+            campaigns: from_json(&campaigns)?,
         }))
     }
 
@@ -538,65 +747,8 @@ impl Tx for SqliteTx<'_> {
     }
 
     async fn insert_order(&mut self, o: &OrderRecord) -> R<()> {
-        self.conn
-            .prepare_cached(
-                "INSERT INTO orders (channel, order_id, customer_id, store_id, currency, placed_at, created_at,
-                     redemption_id, redeemed, cashback, total, lot_id, request_hash, available_at, expires_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
-            )
-            .and_then(|mut st| {
-                st.execute(params![
-                    o.key.channel.as_str(),
-                    o.key.order_id.as_str(),
-                    o.customer_id.as_str(),
-                    o.store_id.as_ref().map(|s| s.as_str()),
-                    o.currency,
-                    micros(o.placed_at),
-                    micros(o.created_at),
-                    o.redemption_id.as_ref().map(|r| r.as_str()),
-                    o.redeemed_minor,
-                    o.cashback_minor,
-                    o.total_minor,
-                    o.lot_id,
-                    o.request_hash,
-                    o.available_at.map(micros),
-                    o.expires_at.map(micros),
-                ])
-            })
-            .map_err(db_err)?;
-        let mut st = self
-            .conn
-            .prepare_cached(
-                "INSERT INTO order_lines (channel, order_id, line_no, line_id, sku, category, tags, quantity, unit_price,
-                     discount, net, redeemed, cashback, returned_qty, clawed_back, restored, explanation, rules)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
-            )
-            .map_err(db_err)?;
-        for (n, l) in o.lines.iter().enumerate() {
-            let tags: Vec<&str> = l.line.tags.iter().map(|t| t.as_str()).collect();
-            st.execute(params![
-                o.key.channel.as_str(),
-                o.key.order_id.as_str(),
-                n as i64,
-                l.line.line_id.as_str(),
-                l.line.sku.as_str(),
-                l.line.category.as_str(),
-                json(&tags)?,
-                l.line.quantity,
-                l.line.unit_price_minor,
-                l.line.discount_minor,
-                l.net_minor,
-                l.redeemed_minor,
-                l.cashback_minor,
-                l.returned_qty,
-                l.clawed_back_minor,
-                l.restored_minor,
-                l.explanation,
-                json(&l.rules)?,
-            ])
-            .map_err(db_err)?;
-        }
-        Ok(())
+        self.insert_order_row(o, "INSERT")?;
+        self.insert_lines(o)
     }
 
     async fn update_order_lines(&mut self, key: &OrderKey, lines: &[LineRecord]) -> R<()> {
@@ -671,11 +823,12 @@ impl Tx for SqliteTx<'_> {
     }
 
     async fn insert_lot(&mut self, l: &LotRecord) -> R<i64> {
+        let campaigns = json(&l.campaigns)?;
         self.conn
             .prepare_cached(
                 "INSERT INTO lots (customer_id, order_channel, order_id, amount, remaining, available_at, expires_at, state,
-                     created_at, expiry_warned)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                     created_at, expiry_warned, campaigns)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             )
             .and_then(|mut st| {
                 st.execute(params![
@@ -689,6 +842,7 @@ impl Tx for SqliteTx<'_> {
                     l.lot.state.as_str(),
                     micros(l.created_at),
                     l.expiry_warned,
+                    campaigns,
                 ])
             })
             .map_err(db_err)?;
@@ -1009,6 +1163,294 @@ impl Tx for SqliteTx<'_> {
             .collect()
     }
 
+    async fn campaign(&mut self, cid: &CampaignId, _lock: bool) -> R<Option<CampaignRecord>> {
+        let sql = format!("{CAMPAIGN_SELECT} WHERE c.id = ?1");
+        let mut st = self.conn.prepare_cached(&sql).map_err(db_err)?;
+        let row = st
+            .query_row([cid.as_str()], campaign_row)
+            .optional()
+            .map_err(db_err)?;
+        row.map(campaign_from).transpose()
+    }
+
+    async fn campaigns(&mut self) -> R<Vec<CampaignRecord>> {
+        let sql = format!("{CAMPAIGN_SELECT} ORDER BY c.id");
+        let mut st = self.conn.prepare_cached(&sql).map_err(db_err)?;
+        let rows = st.query_map([], campaign_row).map_err(db_err)?;
+        rows.map(|r| campaign_from(r.map_err(db_err)?)).collect()
+    }
+
+    async fn campaigns_revision(&mut self) -> R<i64> {
+        self.conn
+            .prepare_cached("SELECT COALESCE(SUM(version), 0) FROM campaigns")
+            .and_then(|mut st| st.query_row([], |r| r.get(0)))
+            .map_err(db_err)
+    }
+
+    async fn campaign_versions(&mut self, cid: &CampaignId) -> R<Vec<CampaignVersionRecord>> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT campaign_id, version, status, action, definition, changes, actor, at
+                 FROM campaign_versions WHERE campaign_id = ?1 ORDER BY version",
+            )
+            .map_err(db_err)?;
+        let rows = st.query_map([cid.as_str()], version_row).map_err(db_err)?;
+        rows.map(|r| version_from(r.map_err(db_err)?)).collect()
+    }
+
+    async fn put_campaign_version(&mut self, v: &CampaignVersionRecord) -> R<()> {
+        let definition = json(&v.definition)?;
+        let changes = json(&v.changes)?;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO campaign_versions (campaign_id, version, status, action, definition, changes, actor, at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )
+            .and_then(|mut st| {
+                st.execute(params![
+                    v.campaign_id.as_str(),
+                    v.version,
+                    v.status.as_str(),
+                    v.action.as_str(),
+                    definition,
+                    changes,
+                    v.actor,
+                    micros(v.at)
+                ])
+            })
+            .map_err(db_err)?;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO campaigns (id, version, status, definition, budget, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
+                 ON CONFLICT (id) DO UPDATE SET version = excluded.version, status = excluded.status,
+                     definition = excluded.definition, budget = excluded.budget, updated_at = excluded.updated_at",
+            )
+            .and_then(|mut st| {
+                st.execute(params![
+                    v.campaign_id.as_str(),
+                    v.version,
+                    v.status.as_str(),
+                    definition,
+                    v.definition.caps.budget_minor,
+                    micros(v.at)
+                ])
+            })
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn lock_budgets(&mut self, ids: &[CampaignId]) -> R<Vec<(CampaignId, i64)>> {
+        // One writer: the transaction already excludes every other order.
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT budget_spent FROM campaigns WHERE id = ?1")
+            .map_err(db_err)?;
+        let mut out = Vec::with_capacity(ids.len());
+        for cid in ids {
+            let spent: Option<i64> = st
+                .query_row([cid.as_str()], |r| r.get(0))
+                .optional()
+                .map_err(db_err)?;
+            if let Some(spent) = spent {
+                out.push((cid.clone(), spent));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn spend_budget(&mut self, cid: &CampaignId, amount_minor: i64) -> R<()> {
+        let n = self
+            .conn
+            .prepare_cached(
+                "UPDATE campaigns SET budget_spent = budget_spent + ?2
+                 WHERE id = ?1 AND budget IS NOT NULL AND budget_spent + ?2 <= budget",
+            )
+            .and_then(|mut st| st.execute(params![cid.as_str(), amount_minor]))
+            .map_err(db_err)?;
+        if n == 1 {
+            Ok(())
+        } else {
+            Err(corrupt(format!(
+                "budget of campaign {cid} would be overspent"
+            )))
+        }
+    }
+
+    async fn campaign_usage(
+        &mut self,
+        cid: &CustomerId,
+        day: DateTime<Utc>,
+        week: DateTime<Utc>,
+        month: DateTime<Utc>,
+    ) -> R<Vec<UsageRow>> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT campaign_id, period, period_start, amount FROM campaign_usage
+                 WHERE customer_id = ?1 AND ((period = 'day' AND period_start = ?2)
+                     OR (period = 'week' AND period_start = ?3) OR (period = 'month' AND period_start = ?4)
+                     OR period = 'campaign')",
+            )
+            .map_err(db_err)?;
+        let rows = st
+            .query_map(
+                params![cid.as_str(), micros(day), micros(week), micros(month)],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, i64>(3)?,
+                    ))
+                },
+            )
+            .map_err(db_err)?;
+        rows.map(|r| {
+            let (campaign, period, start, amount) = r.map_err(db_err)?;
+            usage_row(campaign, &period, instant(start)?, amount)
+        })
+        .collect()
+    }
+
+    async fn add_campaign_usage(&mut self, cid: &CustomerId, rows: &[UsageRow]) -> R<()> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO campaign_usage (customer_id, campaign_id, period, period_start, amount)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT DO UPDATE SET amount = amount + excluded.amount",
+            )
+            .map_err(db_err)?;
+        for u in rows {
+            st.execute(params![
+                cid.as_str(),
+                u.campaign_id.as_str(),
+                u.period.as_str(),
+                micros(u.start),
+                u.amount_minor
+            ])
+            .map_err(db_err)?;
+        }
+        Ok(())
+    }
+
+    async fn customer_has_orders(&mut self, cid: &CustomerId) -> R<bool> {
+        self.conn
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM orders WHERE customer_id = ?1)")
+            .and_then(|mut st| st.query_row([cid.as_str()], |r| r.get(0)))
+            .map_err(db_err)
+    }
+
+    async fn category_spend(
+        &mut self,
+        cid: &CustomerId,
+        from: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> R<Vec<(Category, i64)>> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT l.category, SUM(l.net) FROM orders o
+                 JOIN order_lines l ON l.channel = o.channel AND l.order_id = o.order_id
+                 WHERE o.customer_id = ?1 AND o.placed_at >= ?2 AND o.placed_at < ?3
+                 GROUP BY l.category ORDER BY l.category",
+            )
+            .map_err(db_err)?;
+        let rows = st
+            .query_map(params![cid.as_str(), micros(from), micros(until)], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+            })
+            .map_err(db_err)?;
+        rows.map(|r| {
+            let (c, spend) = r.map_err(db_err)?;
+            Ok((id(Category::parse(c))?, spend))
+        })
+        .collect()
+    }
+
+    async fn order_history(
+        &mut self,
+        until: DateTime<Utc>,
+        after: Option<&HistoryCursor>,
+        limit: usize,
+    ) -> R<Vec<HistoricalOrder>> {
+        let (p, c, ch, oid) = match after {
+            Some(a) => (
+                micros(a.placed_at),
+                micros(a.created_at),
+                a.key.channel.as_str(),
+                a.key.order_id.as_str(),
+            ),
+            None => (i64::MIN, i64::MIN, "", ""),
+        };
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "WITH page AS (
+                     SELECT channel, order_id, customer_id, store_id, currency, placed_at, created_at, redeemed,
+                            cashback, partner_id
+                     FROM orders
+                     WHERE placed_at < ?1 AND (placed_at, created_at, channel, order_id) > (?2, ?3, ?4, ?5)
+                     ORDER BY placed_at, created_at, channel, order_id LIMIT ?6)
+                 SELECT p.channel, p.order_id, p.customer_id, p.store_id, p.currency, p.placed_at, p.created_at,
+                        p.redeemed, p.cashback, p.partner_id,
+                        l.line_id, l.sku, l.category, l.tags, l.quantity, l.unit_price, l.discount
+                 FROM page p JOIN order_lines l ON l.channel = p.channel AND l.order_id = p.order_id
+                 ORDER BY p.placed_at, p.created_at, p.channel, p.order_id, l.line_no",
+            )
+            .map_err(db_err)?;
+        let mut rows = st
+            .query(params![micros(until), p, c, ch, oid, limit as i64])
+            .map_err(db_err)?;
+        let mut out: Vec<HistoricalOrder> = Vec::with_capacity(limit);
+        while let Some(r) = rows.next().map_err(db_err)? {
+            let channel_s: String = r.get(0).map_err(db_err)?;
+            let order_s: String = r.get(1).map_err(db_err)?;
+            let same = out.last().is_some_and(|o| {
+                o.order.channel.as_str() == channel_s && o.order.order_id.as_str() == order_s
+            });
+            if !same {
+                let store: Option<String> = r.get(3).map_err(db_err)?;
+                let partner: Option<String> = r.get(9).map_err(db_err)?;
+                let currency: String = r.get(4).map_err(db_err)?;
+                out.push(HistoricalOrder {
+                    order: Order {
+                        channel: channel(&channel_s)?,
+                        store_id: store.map(|s| id(StoreId::parse(s))).transpose()?,
+                        order_id: id(OrderId::parse(order_s))?,
+                        customer_id: id(CustomerId::parse(r.get::<_, String>(2).map_err(db_err)?))?,
+                        currency: Currency::parse(&currency).map_err(corrupt)?,
+                        lines: Vec::new(),
+                    },
+                    partner_id: partner.map(|p| id(PartnerId::parse(p))).transpose()?,
+                    placed_at: instant(r.get(5).map_err(db_err)?)?,
+                    created_at: instant(r.get(6).map_err(db_err)?)?,
+                    redeemed_minor: r.get(7).map_err(db_err)?,
+                    paid_minor: r.get(8).map_err(db_err)?,
+                });
+            }
+            let line = order_line(
+                r.get(10).map_err(db_err)?,
+                r.get(11).map_err(db_err)?,
+                r.get(12).map_err(db_err)?,
+                &r.get::<_, String>(13).map_err(db_err)?,
+                [
+                    r.get(14).map_err(db_err)?,
+                    r.get(15).map_err(db_err)?,
+                    r.get(16).map_err(db_err)?,
+                ],
+            )?;
+            out.last_mut()
+                .expect("a line follows its order")
+                .order
+                .lines
+                .push(line);
+        }
+        Ok(out)
+    }
+
     async fn api_key_by_hash(&mut self, secret_sha256: &str) -> R<Option<ApiKeyRecord>> {
         let row: Option<(String, String, Option<String>, Option<String>, i64)> = self
             .conn
@@ -1048,5 +1490,222 @@ impl Tx for SqliteTx<'_> {
             })
             .map_err(db_err)?;
         Ok(())
+    }
+
+    // ------------------------------------------------------------------ history import
+
+    async fn import_orders(&mut self, orders: &[OrderRecord]) -> R<Vec<ImportOutcome>> {
+        orders.iter().map(|o| self.import_order(o)).collect()
+    }
+
+    // ------------------------------------------------------------ metrics and experiments
+
+    async fn metric_customers(&mut self, facts: &mut Facts) -> R<()> {
+        let sql = "SELECT id, segments, pending + available + held FROM customers";
+        each_row(self.conn, sql, |r| {
+            let ix = facts.customer(text(r, 0)?).map_err(corrupt)? as usize;
+            let segments: Vec<String> = from_json(text(r, 1)?)?;
+            let c = &mut facts.customers[ix];
+            c.segments = segments
+                .into_iter()
+                .map(|s| id(Segment::parse(s)))
+                .collect::<R<_>>()?;
+            c.liability_minor = r.get(2).map_err(db_err)?;
+            Ok(())
+        })
+    }
+
+    async fn metric_orders(&mut self, facts: &mut Facts) -> R<()> {
+        // Returned lines are few: their sums go in a map the order scan probes by id.
+        let mut returned: HashMap<String, Vec<(Channel, i64, i64)>> = HashMap::new();
+        each_row(self.conn, metrics_sql::RETURNED_BY_ORDER, |r| {
+            returned.entry(text(r, 1)?.to_owned()).or_default().push((
+                channel(text(r, 0)?)?,
+                r.get(2).map_err(db_err)?,
+                r.get(3).map_err(db_err)?,
+            ));
+            Ok(())
+        })?;
+        let sql = "SELECT customer_id, channel, store_id, placed_at, total, cashback, order_id,
+                          lot_id
+                   FROM orders";
+        each_row(self.conn, sql, |r| {
+            let (customer, store) = facts
+                .customer_at(text(r, 0)?, opt_text(r, 2)?)
+                .map_err(corrupt)?;
+            let ch = channel(text(r, 1)?)?;
+            let (returned_minor, clawed_back_minor) = match returned.is_empty() {
+                true => (0, 0),
+                false => returned
+                    .get(text(r, 6)?)
+                    .and_then(|v| v.iter().find(|(c, _, _)| *c == ch))
+                    .map_or((0, 0), |&(_, ret, claw)| (ret, claw)),
+            };
+            if let Some(lot_id) = r.get::<_, Option<i64>>(7).map_err(db_err)? {
+                facts.earned_lot(lot_id, ch);
+            }
+            facts.orders.push(OrderFact {
+                customer,
+                channel: ch,
+                store,
+                placed_at: instant(r.get(3).map_err(db_err)?)?,
+                total_minor: r.get(4).map_err(db_err)?,
+                cashback_minor: r.get(5).map_err(db_err)?,
+                returned_minor,
+                clawed_back_minor,
+            });
+            Ok(())
+        })
+    }
+
+    /// Resolves each lot's channel from the orders `metric_orders` read (a lookup per lot
+    /// in the lots table would cost more than the rest of the report).
+    async fn metric_redemptions(&mut self, facts: &mut Facts) -> R<()> {
+        let sql = "SELECT customer_id, channel, store_id, created_at, allocations
+                   FROM redemptions WHERE state = 'captured'";
+        each_row(self.conn, sql, |r| {
+            let (customer, store) = facts
+                .customer_at(text(r, 0)?, opt_text(r, 2)?)
+                .map_err(corrupt)?;
+            let spent_on = channel(text(r, 1)?)?;
+            let at = instant(r.get(3).map_err(db_err)?)?;
+            let allocations: Vec<Allocation> = from_json(text(r, 4)?)?;
+            for a in allocations {
+                let amount_minor = a.captured_minor - a.restored_minor;
+                if amount_minor > 0 {
+                    facts.redemptions.push(RedemptionPart {
+                        customer,
+                        channel: spent_on,
+                        store,
+                        at,
+                        earned_on: facts.lot_channel(a.lot_id),
+                        amount_minor,
+                    });
+                }
+            }
+            Ok(())
+        })
+    }
+
+    async fn metric_expiries(&mut self, facts: &mut Facts) -> R<()> {
+        each_row(self.conn, metrics_sql::EXPIRY_FACTS, |r| {
+            let customer = facts.customer(text(r, 0)?).map_err(corrupt)?;
+            facts.expiries.push(ExpiryFact {
+                customer,
+                at: instant(r.get(1).map_err(db_err)?)?,
+                amount_minor: r.get(2).map_err(db_err)?,
+            });
+            Ok(())
+        })
+    }
+
+    async fn liability_moves_after(&mut self, after: DateTime<Utc>) -> R<Vec<(CustomerId, i64)>> {
+        let mut st = self
+            .conn
+            .prepare_cached(metrics_sql::LIABILITY_MOVES_AFTER)
+            .map_err(db_err)?;
+        let rows = st
+            .query_map([micros(after)], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+            })
+            .map_err(db_err)?;
+        rows.map(|r| {
+            let (cid, sum) = r.map_err(db_err)?;
+            Ok((id(CustomerId::parse(cid))?, sum))
+        })
+        .collect()
+    }
+
+    async fn record_assignment(&mut self, a: &AssignmentRecord) -> R<AssignmentRecord> {
+        let existing: Option<(String, i64, i64)> = self
+            .conn
+            .prepare_cached(
+                "SELECT arm, share_bp, first_seen_at FROM experiment_assignments
+                 WHERE experiment_id = ?1 AND customer_id = ?2",
+            )
+            .and_then(|mut st| {
+                st.query_row(params![a.experiment_id, a.customer_id.as_str()], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .optional()
+            })
+            .map_err(db_err)?;
+        if let Some((arm, share, at)) = existing {
+            return assignment(
+                a.experiment_id.clone(),
+                a.customer_id.clone(),
+                &arm,
+                share,
+                instant(at)?,
+            );
+        }
+        self.conn
+            .prepare_cached(
+                "INSERT INTO experiment_assignments
+                   (experiment_id, customer_id, arm, share_bp, first_seen_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .and_then(|mut st| {
+                st.execute(params![
+                    a.experiment_id,
+                    a.customer_id.as_str(),
+                    a.arm.as_str(),
+                    a.share_bp.0,
+                    micros(a.first_seen_at)
+                ])
+            })
+            .map_err(db_err)?;
+        Ok(a.clone())
+    }
+
+    async fn assignments(&mut self, experiment_id: &str) -> R<Vec<AssignmentRecord>> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT customer_id, arm, share_bp, first_seen_at FROM experiment_assignments
+                 WHERE experiment_id = ?1 ORDER BY customer_id",
+            )
+            .map_err(db_err)?;
+        let rows = st
+            .query_map([experiment_id], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                ))
+            })
+            .map_err(db_err)?;
+        rows.map(|r| {
+            let (cid, arm, share, at) = r.map_err(db_err)?;
+            assignment(
+                experiment_id.to_string(),
+                id(CustomerId::parse(cid))?,
+                &arm,
+                share,
+                instant(at)?,
+            )
+        })
+        .collect()
+    }
+
+    async fn experiments(&mut self) -> R<Vec<ExperimentCounts>> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT experiment_id, SUM(arm = 'treatment'), SUM(arm = 'holdout')
+                 FROM experiment_assignments GROUP BY experiment_id ORDER BY experiment_id",
+            )
+            .map_err(db_err)?;
+        let rows = st
+            .query_map([], |r| {
+                Ok(ExperimentCounts {
+                    experiment_id: r.get(0)?,
+                    treatment: r.get::<_, i64>(1)? as u64,
+                    holdout: r.get::<_, i64>(2)? as u64,
+                })
+            })
+            .map_err(db_err)?;
+        rows.map(|r| r.map_err(db_err)).collect()
     }
 }

@@ -1,12 +1,17 @@
 //! The conformance cases. Each takes a fresh store and must pass on every adapter.
 
-use crate::harness::{cid, Harness};
-use chrono::Duration;
+use crate::harness::{cid, day_zero, order_request, Harness};
+use chrono::{DateTime, Duration, Utc};
 use expect_test::expect;
-use kembali_app::model::ProgramRequest;
-use kembali_app::store::Store;
+use kembali_app::error::StoreError;
+use kembali_app::model::{Caller, ProgramRequest};
+use kembali_app::store::{
+    job, CampaignAction, CampaignStatus, CampaignVersionRecord, HistoricalOrder, HistoryCursor,
+    OrderKey, Store, UsagePeriod, UsageRow,
+};
 use kembali_app::AppError;
-use kembali_core::ids::Channel;
+use kembali_core::campaign::{CampaignOutcome, RawCampaign};
+use kembali_core::ids::{CampaignId, Category, Channel, OrderId};
 use kembali_core::program::ClawbackPolicy;
 
 const O1: &[(&str, &str, i64, i64)] = &[("1", "electronics", 1, 15_000), ("2", "book", 1, 5_000)];
@@ -513,4 +518,798 @@ pub async fn concurrent_spends_and_retries_never_double_count<S: Store>(store: S
     assert!(receipts.windows(2).all(|w| w[0] == w[1]));
     assert_eq!(h.balances("jo").await, (0, 1_000, 0, 0));
     h.assert_invariants(&["jo"]).await;
+}
+
+/// Campaigns with every kind of cap and fact a live order consults: tiers, a first-purchase
+/// bonus with a budget, a tag campaign capped per order, a favourite-category campaign
+/// capped per month, a daily cap per customer.
+fn live_campaigns() -> Vec<kembali_app::model::CampaignCreateRequest> {
+    let defs = [
+        (
+            "tiers",
+            serde_json::json!({
+                "name": "Tiers",
+                "window": { "starts_on": "2026-01-01", "ends_on": "2026-12-31" },
+                "reward": { "kind": "tiered", "tiers": [
+                    { "from_minor": 0, "rate_bp": 600 },
+                    { "from_minor": 20_000, "rate_bp": 1000 }
+                ] },
+                "caps": { "per_customer_day_minor": 2_500 },
+                "stacking": { "mode": "best_of", "priority": 5 }
+            }),
+        ),
+        (
+            "welcome",
+            serde_json::json!({
+                "name": "Welcome",
+                "window": { "starts_on": "2026-01-01", "ends_on": "2026-12-31" },
+                "conditions": { "first_purchase_only": true },
+                "reward": { "kind": "fixed", "amount_minor": 1_000 },
+                "caps": { "budget_minor": 3_500 },
+                "stacking": { "mode": "stackable" },
+                "funding": { "payer": "partner", "partner_id": "brand-x", "partner_share_bp": 5000 }
+            }),
+        ),
+        (
+            "green",
+            serde_json::json!({
+                "name": "Green",
+                "window": { "starts_on": "2026-01-01", "ends_on": "2026-12-31" },
+                "conditions": { "categories": ["garden"] },
+                "reward": { "kind": "percent", "rate_bp": 300 },
+                "caps": { "per_order_minor": 200 },
+                "stacking": { "mode": "stackable" }
+            }),
+        ),
+        (
+            "favourite",
+            serde_json::json!({
+                "name": "Favourite",
+                "window": { "starts_on": "2026-01-01", "ends_on": "2026-12-31" },
+                "reward": { "kind": "favourite_category", "rate_bp": 200, "lookback_days": 30 },
+                "caps": { "per_customer_month_minor": 400 },
+                "stacking": { "mode": "stackable" }
+            }),
+        ),
+    ];
+    defs.into_iter()
+        .map(|(id, d)| kembali_app::model::CampaignCreateRequest {
+            id: id.into(),
+            definition: serde_json::from_value(d).expect("a campaign definition"),
+        })
+        .collect()
+}
+
+/// A backtest of the campaigns that were live, over the history they paid, pays exactly
+/// what they paid, order by order; another set costs something else; neither changes
+/// anything.
+pub async fn a_backtest_of_the_live_campaigns_pays_what_they_paid<S: Store>(store: S) {
+    use kembali_app::backtest::BacktestRequest;
+    let h = Harness::new(store).await;
+    // A third of the customers are held out of the program: live and replay agree on who.
+    h.set_program(ProgramRequest {
+        time_zone: Some("America/Sao_Paulo".into()),
+        holdout_share_bp: Some(3_000),
+        ..ProgramRequest::default()
+    })
+    .await;
+    for c in live_campaigns() {
+        h.engine.create_campaign("test", c).await.unwrap();
+    }
+    let categories = ["garden", "books", "shoes"];
+    let mut seed: u64 = 7;
+    let mut next = |m: u64| {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) % m
+    };
+    let mut paid = 0;
+    let mut held_out_orders = 0;
+    for i in 0..90 {
+        if i % 7 == 6 {
+            h.advance(Duration::hours(9)).await;
+        }
+        let customer = format!("c{}", next(9));
+        let lines: Vec<(String, &str, i64, i64)> = (0..=next(3))
+            .map(|l| {
+                let category = categories[next(3) as usize];
+                (
+                    format!("{l}"),
+                    category,
+                    1 + next(2) as i64,
+                    1_000 + 500 * next(40) as i64,
+                )
+            })
+            .collect();
+        let lines: Vec<(&str, &str, i64, i64)> = lines
+            .iter()
+            .map(|(a, b, c, d)| (a.as_str(), *b, *c, *d))
+            .collect();
+        let r = h
+            .order(
+                Channel::Web,
+                None,
+                &format!("o{i}"),
+                &customer,
+                &lines,
+                None,
+            )
+            .await
+            .unwrap();
+        paid += r.cashback_minor;
+        held_out_orders += usize::from(r.cashback_minor == 0);
+    }
+    assert!(held_out_orders > 0, "some customers are held out");
+    let totals_before = h.engine.totals().await.unwrap();
+    let period = BacktestRequest {
+        from: h.start - Duration::days(1),
+        to: h.clock_now() + Duration::days(1),
+        campaigns: live_campaigns(),
+        include_active: false,
+    };
+    let same = h.engine.backtest(period.clone()).await.unwrap();
+    assert_eq!(same.orders, 90);
+    assert_eq!(same.cost.actual_minor, paid);
+    assert_eq!(same.cost.simulated_minor, paid, "{same:#?}");
+    assert_eq!((same.orders_affected, same.difference_minor), (0, 0));
+    let welcome = same
+        .by_campaign
+        .iter()
+        .find(|c| c.campaign_id == "welcome")
+        .expect("the welcome campaign paid");
+    assert_eq!(welcome.cost_minor, 3_500, "the budget binds");
+    assert!(welcome.caps_bound.budget > 0);
+    assert!(same
+        .by_campaign
+        .iter()
+        .any(|c| c.campaign_id == "tiers" && c.caps_bound.customer_day > 0));
+    assert_eq!(
+        same.by_channel
+            .iter()
+            .map(|c| c.cost.simulated_minor)
+            .sum::<i64>(),
+        paid
+    );
+    assert_eq!(
+        same.by_category
+            .iter()
+            .map(|c| c.cost.actual_minor)
+            .sum::<i64>(),
+        paid
+    );
+
+    // Another set: a flat 20 % instead.
+    let flat = BacktestRequest {
+        campaigns: vec![kembali_app::model::CampaignCreateRequest {
+            id: "flat".into(),
+            definition: serde_json::from_value(serde_json::json!({
+                "name": "Flat 20",
+                "window": { "starts_on": "2026-01-01", "ends_on": "2026-12-31" },
+                "reward": { "kind": "percent", "rate_bp": 2000 },
+                "stacking": { "mode": "exclusive" }
+            }))
+            .unwrap(),
+        }],
+        ..period
+    };
+    let other = h.engine.backtest(flat).await.unwrap();
+    assert_eq!(other.cost.actual_minor, paid);
+    assert!(other.cost.simulated_minor > paid);
+    assert_eq!(other.orders_affected, 90 - held_out_orders as u64);
+    assert!(other.peak_unexpired.simulated_minor > other.peak_unexpired.actual_minor);
+    assert_eq!(h.engine.totals().await.unwrap(), totals_before);
+}
+
+fn campaign_version(
+    campaign: &str,
+    version: u32,
+    action: CampaignAction,
+    status: CampaignStatus,
+    budget_minor: Option<i64>,
+    at: DateTime<Utc>,
+) -> CampaignVersionRecord {
+    // 10 % on every order of 2026, stacked on the base rate.
+    let definition: RawCampaign = serde_json::from_value(serde_json::json!({
+        "name": format!("Promo {campaign}"),
+        "window": {"starts_on": "2026-01-01", "ends_on": "2026-12-31"},
+        "reward": {"kind": "percent", "rate_bp": 1000},
+        "caps": {"budget_minor": budget_minor},
+        "stacking": {"mode": "stackable"}
+    }))
+    .expect("a campaign definition");
+    CampaignVersionRecord {
+        campaign_id: CampaignId::parse(campaign).unwrap(),
+        version,
+        status,
+        action,
+        definition,
+        changes: if version == 1 {
+            vec![]
+        } else {
+            vec!["/caps/budget_minor".into()]
+        },
+        actor: "key-admin".into(),
+        at,
+    }
+}
+
+fn camp(s: &str) -> CampaignId {
+    CampaignId::parse(s).unwrap()
+}
+
+/// Campaign storage on the Tx port: versions and the current row, budgets locked and debited
+/// (never past the budget), cap usage, and what campaigns read of a customer's history and
+/// backtests page through. Orders posted while a budgeted campaign runs debit its budget.
+pub async fn campaigns_keep_versions_budgets_usage_and_history<S: Store>(store: S) {
+    let h = Harness::new(store).await;
+    let store = h.engine.store().clone();
+    let t0 = h.clock_now() - Duration::days(3);
+    let t1 = t0 + Duration::days(1);
+
+    // Version 1 of two campaigns: "promo" with a budget of 10,00, "alpha" paused, unbudgeted.
+    let promo_v1 = campaign_version(
+        "promo",
+        1,
+        CampaignAction::Create,
+        CampaignStatus::Active,
+        Some(1_000),
+        t0,
+    );
+    let alpha_v1 = campaign_version(
+        "alpha",
+        1,
+        CampaignAction::Create,
+        CampaignStatus::Paused,
+        None,
+        t0,
+    );
+    let (p, a) = (promo_v1.clone(), alpha_v1.clone());
+    store
+        .write(job(move |tx| {
+            Box::pin(async move {
+                tx.put_campaign_version(&p).await?;
+                tx.put_campaign_version(&a).await?;
+                Ok(())
+            })
+        }))
+        .await
+        .unwrap();
+    let (promo, campaigns, revision) = store
+        .read(job(|tx| {
+            Box::pin(async move {
+                Ok((
+                    tx.campaign(&camp("promo"), false).await?,
+                    tx.campaigns().await?,
+                    tx.campaigns_revision().await?,
+                ))
+            })
+        }))
+        .await
+        .unwrap();
+    let promo = promo.expect("promo stored");
+    assert_eq!(
+        (&promo.current, promo.created_at, promo.budget_spent_minor),
+        (&promo_v1, t0, 0)
+    );
+    assert_eq!(
+        campaigns
+            .iter()
+            .map(|c| c.current.campaign_id.as_str())
+            .collect::<Vec<_>>(),
+        vec!["alpha", "promo"]
+    );
+    assert_eq!(campaigns[0].current, alpha_v1);
+    assert_eq!(revision, 2);
+
+    // Budgets: locked in id order (unknown ids left out), debited up to the budget and no
+    // further; a campaign without a budget cannot be debited. Refusals are errors the job
+    // sees, and what it did before them stays.
+    let (locked, over, unbudgeted, missing) = store
+        .write(job(|tx| {
+            Box::pin(async move {
+                let locked = tx
+                    .lock_budgets(&[camp("alpha"), camp("nope"), camp("promo")])
+                    .await?;
+                tx.spend_budget(&camp("promo"), 600).await?;
+                let over = tx.spend_budget(&camp("promo"), 401).await;
+                let unbudgeted = tx.spend_budget(&camp("alpha"), 1).await;
+                let missing = tx.spend_budget(&camp("nope"), 1).await;
+                tx.spend_budget(&camp("promo"), 400).await?;
+                Ok((locked, over, unbudgeted, missing))
+            })
+        }))
+        .await
+        .unwrap();
+    assert_eq!(locked, vec![(camp("alpha"), 0), (camp("promo"), 0)]);
+    for refused in [over, unbudgeted, missing] {
+        assert!(
+            matches!(refused, Err(StoreError::Corrupt(_))),
+            "an overspend must be refused: {refused:?}"
+        );
+    }
+
+    // Version 2 raises the budget to 30,00 and is locked for the change: the current row
+    // follows it, creation time and what was spent stay; a version made twice is refused.
+    let promo_v2 = campaign_version(
+        "promo",
+        2,
+        CampaignAction::Update,
+        CampaignStatus::Active,
+        Some(3_000),
+        t1,
+    );
+    let v2 = promo_v2.clone();
+    let locked = store
+        .write(job(move |tx| {
+            Box::pin(async move {
+                let before = tx.campaign(&camp("promo"), true).await?;
+                tx.put_campaign_version(&v2).await?;
+                Ok(before.map(|c| c.budget_spent_minor))
+            })
+        }))
+        .await
+        .unwrap();
+    assert_eq!(locked, Some(1_000));
+    let v2 = promo_v2.clone();
+    let again = store
+        .write(job(move |tx| {
+            Box::pin(async move { Ok(tx.put_campaign_version(&v2).await?) })
+        }))
+        .await;
+    assert!(again.is_err(), "a version is made once");
+    let (promo, versions, revision) = store
+        .read(job(|tx| {
+            Box::pin(async move {
+                Ok((
+                    tx.campaign(&camp("promo"), false).await?.expect("promo"),
+                    tx.campaign_versions(&camp("promo")).await?,
+                    tx.campaigns_revision().await?,
+                ))
+            })
+        }))
+        .await
+        .unwrap();
+    assert_eq!(
+        (&promo.current, promo.created_at, promo.budget_spent_minor),
+        (&promo_v2, t0, 1_000)
+    );
+    assert_eq!(versions, vec![promo_v1.clone(), promo_v2.clone()]);
+    assert_eq!(revision, 3);
+
+    // Cap usage: counters add up per (campaign, period, start); a read sees the periods
+    // asked for and every whole-campaign counter, never another day's.
+    let day = day_zero() - Duration::hours(12);
+    let (week, month) = (day - Duration::days(2), day - Duration::days(4));
+    let epoch = DateTime::<Utc>::UNIX_EPOCH;
+    let usage = |campaign: &str, period, start, amount_minor| UsageRow {
+        campaign_id: camp(campaign),
+        period,
+        start,
+        amount_minor,
+    };
+    let first = vec![
+        usage("promo", UsagePeriod::Day, day, 100),
+        usage("promo", UsagePeriod::Week, week, 50),
+        usage("promo", UsagePeriod::Month, month, 25),
+        usage("promo", UsagePeriod::Campaign, epoch, 10),
+        usage("promo", UsagePeriod::Day, day - Duration::days(1), 7),
+        usage("alpha", UsagePeriod::Day, day, 3),
+    ];
+    let second = vec![
+        usage("promo", UsagePeriod::Day, day, 5),
+        usage("promo", UsagePeriod::Campaign, epoch, 1),
+    ];
+    store
+        .write(job(move |tx| {
+            Box::pin(async move {
+                tx.add_campaign_usage(&cid("ana"), &first).await?;
+                tx.add_campaign_usage(&cid("ana"), &second).await?;
+                tx.add_campaign_usage(&cid("bob"), &[]).await?;
+                Ok(())
+            })
+        }))
+        .await
+        .unwrap();
+    let (mut ana, bob) = store
+        .read(job(move |tx| {
+            Box::pin(async move {
+                Ok((
+                    tx.campaign_usage(&cid("ana"), day, week, month).await?,
+                    tx.campaign_usage(&cid("bob"), day, week, month).await?,
+                ))
+            })
+        }))
+        .await
+        .unwrap();
+    ana.sort_by_key(|u| (u.campaign_id.clone(), u.period, u.start));
+    assert_eq!(
+        ana,
+        vec![
+            usage("alpha", UsagePeriod::Day, day, 3),
+            usage("promo", UsagePeriod::Day, day, 105),
+            usage("promo", UsagePeriod::Week, week, 50),
+            usage("promo", UsagePeriod::Month, month, 25),
+            usage("promo", UsagePeriod::Campaign, epoch, 11),
+        ]
+    );
+    assert!(bob.is_empty());
+
+    // Orders through the engine while promo runs with 20,00 of its budget left: O1 (200,00)
+    // would earn 20,00 from it and takes all that is left; later orders get nothing from it.
+    let o1 = h
+        .order(Channel::Web, None, "O1", "ana", O1, None)
+        .await
+        .unwrap();
+    h.order(
+        Channel::Store,
+        Some("sp-01"),
+        "S1",
+        "ana",
+        &[("1", "grocery", 1, 6_000)],
+        None,
+    )
+    .await
+    .unwrap();
+    h.order(
+        Channel::Web,
+        None,
+        "O2",
+        "bob",
+        &[("1", "book", 1, 1_000)],
+        None,
+    )
+    .await
+    .unwrap();
+    // Placed two hours before the others, posted a day later, with a partner and tags.
+    h.to_day(1).await;
+    let mut late = order_request(
+        Channel::App,
+        None,
+        "A3",
+        "ana",
+        &[("x", "toys", 2, 500), ("y", "book", 1, 700)],
+        None,
+    );
+    late.placed_at = Some(day_zero() - Duration::hours(2));
+    late.partner_id = Some("partner-1".into());
+    late.lines[0].tags = vec!["sale".into(), "kids".into()];
+    let a3 = h
+        .engine
+        .post_order(late.parse(&Caller::default()).unwrap(), None)
+        .await
+        .unwrap();
+
+    let (promo, o1_record, a3_record, o1_lot) = store
+        .read(job(|tx| {
+            Box::pin(async move {
+                let key = |channel, id: &str| OrderKey {
+                    channel,
+                    order_id: OrderId::parse(id).unwrap(),
+                };
+                let o1 = tx.order(&key(Channel::Web, "O1")).await?.expect("O1");
+                let a3 = tx.order(&key(Channel::App, "A3")).await?.expect("A3");
+                let lots = tx.lots_by_id(&[o1.lot_id.expect("O1 earned")]).await?;
+                Ok((
+                    tx.campaign(&camp("promo"), false).await?.expect("promo"),
+                    o1,
+                    a3,
+                    lots,
+                ))
+            })
+        }))
+        .await
+        .unwrap();
+    assert_eq!(
+        promo.budget_spent_minor, 3_000,
+        "the budget is spent exactly"
+    );
+    let promo_paid = |outcomes: &[CampaignOutcome]| -> i64 {
+        outcomes
+            .iter()
+            .filter(|o| o.campaign_id.as_str() == "promo")
+            .map(|o| o.amount_minor)
+            .sum()
+    };
+    assert_eq!(promo_paid(&o1_record.campaigns), 2_000);
+    assert_eq!(promo_paid(&a3_record.campaigns), 0);
+    assert_eq!(o1.cashback_minor, 1_000 + 2_000);
+    assert_eq!(o1_record.partner_id, None);
+    assert_eq!(
+        a3_record.partner_id.as_ref().map(|p| p.as_str()),
+        Some("partner-1")
+    );
+    assert_eq!(a3_record.cashback_minor, a3.cashback_minor);
+    assert_eq!(
+        o1_lot
+            .iter()
+            .flat_map(|l| &l.campaigns)
+            .filter(|c| c.campaign_id.as_str() == "promo")
+            .map(|c| (c.version, c.amount_minor))
+            .collect::<Vec<_>>(),
+        vec![(2, 2_000)]
+    );
+
+    // What campaigns read of a customer's history: whether they have ordered, and net spend
+    // by category over a window of placement times.
+    let (ana_ordered, zoe_ordered, spend_all, spend_day0) = store
+        .read(job(|tx| {
+            Box::pin(async move {
+                let d0 = day_zero();
+                Ok((
+                    tx.customer_has_orders(&cid("ana")).await?,
+                    tx.customer_has_orders(&cid("zoe")).await?,
+                    tx.category_spend(&cid("ana"), d0 - Duration::days(1), d0 + Duration::days(1))
+                        .await?,
+                    tx.category_spend(&cid("ana"), d0, d0 + Duration::days(1))
+                        .await?,
+                ))
+            })
+        }))
+        .await
+        .unwrap();
+    assert!(ana_ordered && !zoe_ordered);
+    let spend = |v: Vec<(Category, i64)>| -> Vec<(String, i64)> {
+        v.into_iter()
+            .map(|(c, s)| (c.as_str().to_string(), s))
+            .collect()
+    };
+    let named = |v: &[(&str, i64)]| -> Vec<(String, i64)> {
+        v.iter().map(|(c, s)| (c.to_string(), *s)).collect()
+    };
+    assert_eq!(
+        spend(spend_all),
+        named(&[
+            ("book", 5_700),
+            ("electronics", 15_000),
+            ("grocery", 6_000),
+            ("toys", 1_000)
+        ])
+    );
+    assert_eq!(
+        spend(spend_day0),
+        named(&[("book", 5_000), ("electronics", 15_000), ("grocery", 6_000)])
+    );
+
+    // Backtests page through history in (placed_at, created_at, channel, order id) order,
+    // strictly after the cursor: A3 was placed first; the others tie on both instants.
+    let mut pages = Vec::new();
+    let mut cursor: Option<HistoryCursor> = None;
+    loop {
+        let after = cursor.clone();
+        let page = store
+            .read(job(move |tx| {
+                Box::pin(async move {
+                    Ok(tx
+                        .order_history(day_zero() + Duration::days(30), after.as_ref(), 2)
+                        .await?)
+                })
+            }))
+            .await
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        cursor = Some(HistoryCursor::of(last));
+        pages.push(page);
+    }
+    let ids = |page: &[HistoricalOrder]| -> Vec<String> {
+        page.iter()
+            .map(|o| format!("{}:{}", o.order.channel.as_str(), o.order.order_id.as_str()))
+            .collect()
+    };
+    assert_eq!(
+        pages.iter().map(|p| ids(p)).collect::<Vec<_>>(),
+        vec![
+            vec!["app:A3".to_string(), "store:S1".to_string()],
+            vec!["web:O1".to_string(), "web:O2".to_string()],
+        ]
+    );
+    let first = &pages[0][0];
+    assert_eq!(first.order.lines.len(), 2);
+    assert_eq!(
+        first.order.lines[0]
+            .tags
+            .iter()
+            .map(|t| t.as_str())
+            .collect::<Vec<_>>(),
+        vec!["sale", "kids"]
+    );
+    assert!(first.order.lines[1].tags.is_empty());
+    assert_eq!(
+        (
+            first.partner_id.as_ref().map(|p| p.as_str()),
+            first.placed_at,
+            first.paid_minor
+        ),
+        (
+            Some("partner-1"),
+            day_zero() - Duration::hours(2),
+            a3.cashback_minor
+        )
+    );
+    let o1_history = &pages[1][0];
+    assert_eq!(
+        o1_history
+            .order
+            .lines
+            .iter()
+            .map(|l| (l.line_id.as_str(), l.category.as_str(), l.unit_price_minor))
+            .collect::<Vec<_>>(),
+        vec![("1", "electronics", 15_000), ("2", "book", 5_000)]
+    );
+    assert_eq!(
+        (o1_history.paid_minor, o1_history.redeemed_minor),
+        (3_000, 0)
+    );
+    // Only orders placed before `until`.
+    let early = store
+        .read(job(|tx| {
+            Box::pin(async move { Ok(tx.order_history(day_zero(), None, 10).await?) })
+        }))
+        .await
+        .unwrap();
+    assert_eq!(ids(&early), vec!["app:A3".to_string()]);
+    h.assert_invariants(&["ana", "bob"]).await;
+}
+
+/// 64 orders at once against a campaign whose budget pays 10 of them: exactly 10 are paid,
+/// never 11, and the budget ends spent to the cent.
+pub async fn a_budget_for_ten_pays_ten_of_64_concurrent_orders<S: Store>(store: S) {
+    let h = Harness::new(store).await;
+    h.engine
+        .create_campaign(
+            "test",
+            kembali_app::model::CampaignCreateRequest {
+                id: "promo".into(),
+                definition: serde_json::from_value(serde_json::json!({
+                    "name": "Promo",
+                    "window": { "starts_on": "2026-01-01", "ends_on": "2026-12-31" },
+                    "reward": { "kind": "fixed", "amount_minor": 1_000 },
+                    "caps": { "budget_minor": 10_000 },
+                    "stacking": { "mode": "stackable" }
+                }))
+                .unwrap(),
+            },
+        )
+        .await
+        .unwrap();
+    let orders = (0..64).map(|i| {
+        let engine = h.engine.clone();
+        let req = order_request(
+            Channel::Web,
+            None,
+            &format!("P{i}"),
+            &format!("p{}", i % 16),
+            &[("1", "toys", 1, 10_000)],
+            None,
+        );
+        async move {
+            engine
+                .post_order(req.parse(&Caller::default())?, None)
+                .await
+        }
+    });
+    let receipts: Vec<_> = futures::future::join_all(orders)
+        .await
+        .into_iter()
+        .map(|r| r.expect("every order is taken"))
+        .collect();
+    let promo_paid: Vec<i64> = receipts
+        .iter()
+        .flat_map(|r| r.campaigns.iter())
+        .filter(|c| c.campaign_id == "promo" && c.amount_minor > 0)
+        .map(|c| c.amount_minor)
+        .collect();
+    assert_eq!(promo_paid, vec![1_000; 10], "ten orders paid, never eleven");
+    let view = h
+        .engine
+        .campaign(CampaignId::parse("promo").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(view.budget_spent_minor, 10_000);
+    assert_eq!(view.budget_remaining_minor, Some(0));
+    let customers: Vec<String> = (0..16).map(|i| format!("p{i}")).collect();
+    let customers: Vec<&str> = customers.iter().map(|c| c.as_str()).collect();
+    h.assert_invariants(&customers).await;
+}
+
+/// History import (`Tx::import_orders`): orders go in as given with their customers, earning
+/// nothing; a rerun changes nothing; another order under a stored key is a conflict.
+pub async fn imported_history_is_stored_once_earns_nothing_and_conflicts_are_named<S: Store>(
+    store: S,
+) {
+    use kembali_app::import::{imported_record, source::SourceOrder};
+    use kembali_app::model::Caller;
+    use kembali_app::store::{job, ImportOutcome, OrderRecord};
+
+    let h = Harness::new(store).await;
+    // caio exists before the import, with a live order and a wallet.
+    h.order(
+        Channel::Web,
+        None,
+        "L1",
+        "caio",
+        &[("1", "toys", 1, 2_000)],
+        None,
+    )
+    .await
+    .unwrap();
+    let caio_before = h.engine.customer(cid("caio")).await.unwrap();
+    let placed = h.start - Duration::days(30);
+    let record = |order_id: &str, customer: &str, channel, store, price: i64| {
+        let mut req = order_request(
+            channel,
+            store,
+            order_id,
+            customer,
+            &[("1", "book", 2, price)],
+            None,
+        );
+        req.placed_at = Some(placed);
+        let post = req.parse(&Caller::default()).unwrap();
+        imported_record(
+            &SourceOrder {
+                line: 1,
+                post,
+                placed_at: placed,
+            },
+            h.clock_now(),
+        )
+    };
+    let o1 = record("O1", "ana", Channel::Web, None, 1_500);
+    let s1 = record("S1", "bia", Channel::Store, Some("sp-01"), 900);
+    let c1 = record("C1", "caio", Channel::App, None, 700);
+    let import = |orders: Vec<OrderRecord>| {
+        h.engine.store().write(job(move |tx| {
+            Box::pin(async move { Ok(tx.import_orders(&orders).await?) })
+        }))
+    };
+    let first = import(vec![o1.clone(), s1.clone(), o1.clone(), c1.clone()])
+        .await
+        .unwrap();
+    use ImportOutcome::*;
+    assert_eq!(first, vec![Inserted, Inserted, Unchanged, Inserted]);
+
+    // Stored exactly as given; new customers created at the order's placed_at, empty wallet.
+    let stored = |key: kembali_app::store::OrderKey| {
+        h.engine.store().read(job(move |tx| {
+            Box::pin(async move { Ok(tx.order(&key).await?) })
+        }))
+    };
+    assert_eq!(stored(o1.key.clone()).await.unwrap(), Some(o1.clone()));
+    assert_eq!(o1.cashback_minor, 0);
+    let ana = h.engine.customer(cid("ana")).await.unwrap();
+    assert_eq!(ana.created_at, placed);
+    assert_eq!(h.balances("ana").await, (0, 0, 0, 0));
+    assert_eq!(h.balances("bia").await, (0, 0, 0, 0));
+    // An existing customer is left as they were (only the live order earned).
+    assert_eq!(h.engine.customer(cid("caio")).await.unwrap(), caio_before);
+    let totals = h.engine.totals().await.unwrap();
+    assert_eq!(totals.earned_minor, 100, "only caio's live order earned");
+
+    // A rerun changes nothing; another order under a stored key is a conflict, not stored.
+    let changed = record("O1", "ana", Channel::Web, None, 1_600);
+    let second = import(vec![o1.clone(), s1.clone(), changed, c1])
+        .await
+        .unwrap();
+    assert_eq!(second, vec![Unchanged, Unchanged, Conflict, Unchanged]);
+    assert_eq!(stored(o1.key.clone()).await.unwrap(), Some(o1));
+
+    // Posting the same order through the API later replays the imported one: no cashback.
+    let mut req = order_request(
+        Channel::Web,
+        None,
+        "O1",
+        "ana",
+        &[("1", "book", 2, 1_500)],
+        None,
+    );
+    req.placed_at = Some(placed);
+    let replay = h
+        .engine
+        .post_order(req.parse(&Caller::default()).unwrap(), None)
+        .await
+        .unwrap();
+    assert_eq!((replay.cashback_minor, replay.lot_id), (0, None));
+    assert_eq!(h.engine.totals().await.unwrap().earned_minor, 100);
+    h.assert_invariants(&["ana", "bia", "caio"]).await;
 }

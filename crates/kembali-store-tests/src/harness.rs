@@ -234,5 +234,6 @@ pub fn order_request(
             })
             .collect(),
         redemption_id: redemption.map(Into::into),
+        partner_id: None,
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod cases;
 pub mod harness;
+pub mod metrics;
 pub mod model;
 
 /// Expands to one `#[tokio::test]` per conformance case, each on a fresh store made by
@@ -12,7 +13,7 @@ pub mod model;
 #[macro_export]
 macro_rules! conformance_tests {
     ($make:expr) => {
-        $crate::conformance_tests!(@cases $make;
+        $crate::conformance_tests!(@cases $make; cases;
             the_life_of_cashback_from_earning_to_breakage,
             returning_an_order_paid_with_cashback_restores_it_to_its_lots,
             partial_returns_claw_back_to_the_cent_without_drift,
@@ -22,7 +23,15 @@ macro_rules! conformance_tests {
             forfeit_policy_absorbs_spent_clawback,
             expiry_warns_ahead_and_restored_cashback_gets_grace,
             jumping_the_clock_settles_in_the_order_work_fell_due,
-            concurrent_spends_and_retries_never_double_count
+            concurrent_spends_and_retries_never_double_count,
+            a_backtest_of_the_live_campaigns_pays_what_they_paid,
+            campaigns_keep_versions_budgets_usage_and_history,
+            a_budget_for_ten_pays_ten_of_64_concurrent_orders,
+            imported_history_is_stored_once_earns_nothing_and_conflicts_are_named
+        );
+        $crate::conformance_tests!(@cases $make; metrics;
+            metric_facts_and_liability_at_a_past_date,
+            the_program_holdout_earns_nothing_and_sticks
         );
 
         #[test]
@@ -30,12 +39,12 @@ macro_rules! conformance_tests {
             $crate::model::check_against_model(|| $make());
         }
     };
-    (@cases $make:expr; $($case:ident),*) => {
+    (@cases $make:expr; $module:ident; $($case:ident),*) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() {
                 let (store, _guard) = $make().await;
-                $crate::cases::$case(store).await;
+                $crate::$module::$case(store).await;
             }
         )*
     };

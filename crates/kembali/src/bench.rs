@@ -678,6 +678,7 @@ pub(crate) fn order_request(
         placed_at: None,
         lines,
         redemption_id: None,
+        partner_id: None,
     }
 }
 

@@ -6,6 +6,11 @@
 
 mod bench;
 mod bench_pg;
+mod bench_report;
+mod campaigns_cmd;
+mod demo;
+mod import;
+mod report;
 mod serve;
 mod store;
 
@@ -44,16 +49,31 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Replay the stored order history of a period under draft campaigns and report the
+    /// cost against what was paid; changes nothing (works on the database directly).
+    Backtest(campaigns_cmd::BacktestArgs),
+    /// A fresh SQLite database with a synthetic retail chain whose true effect of cashback
+    /// is known, then the API on it (or, with --coverage, the experiment coverage check).
+    Demo(demo::DemoArgs),
+    /// Import past orders from a file (CSV or CDNOW), idempotently and all or nothing.
+    Import(import::ImportArgs),
     /// Measure throughput, latency and memory on this machine (durable SQLite).
     Bench(bench::BenchArgs),
+    /// Order ingestion with no campaign and with 100 active ones, and backtest throughput
+    /// (durable SQLite).
+    BenchCampaigns(campaigns_cmd::BenchCampaignsArgs),
     /// Kembali on PostgreSQL against pgbench TPC-B on the same server, in one run. Creates
     /// and drops its own databases on the server KEMBALI_TEST_PG_URL names (default: the
     /// local one as user postgres).
     BenchPg(bench_pg::BenchPgArgs),
+    /// Print every metric of the program, read from the database directly (no server).
+    Report(report::ReportArgs),
+    /// Time the metrics report on a scratch SQLite database filled with synthetic orders.
+    BenchReport(bench_report::BenchReportArgs),
 }
 
 #[derive(Args)]
-struct DbArgs {
+pub struct DbArgs {
     /// Database URL: `sqlite://path` (or `sqlite:path`) for the embedded store, or
     /// `postgres://user@host:port/db` to run as one of N stateless replicas.
     #[arg(
@@ -61,20 +81,20 @@ struct DbArgs {
         env = "KEMBALI_DATABASE_URL",
         default_value = "sqlite://kembali.db"
     )]
-    db: String,
+    pub db: String,
 }
 
 #[derive(Args)]
 pub struct ServeArgs {
     #[command(flatten)]
-    db: DbArgs,
+    pub db: DbArgs,
     /// Address to listen on; port 0 picks a free port (logged as `listening on ADDR`).
     #[arg(long, env = "KEMBALI_LISTEN", default_value = "127.0.0.1:8080")]
-    listen: String,
+    pub listen: String,
     /// Run on a test clock starting at this RFC 3339 instant. Time then stands still
     /// except through `POST /v1/test/clock`, which also runs the due work.
     #[arg(long, value_name = "RFC3339", value_parser = parse_instant)]
-    test_clock: Option<DateTime<Utc>>,
+    pub test_clock: Option<DateTime<Utc>>,
 }
 
 #[derive(Subcommand)]
@@ -132,7 +152,12 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     // The bench would otherwise log every one of its requests and measure the logging.
     init_logging(match cli.command {
-        Command::Bench(_) | Command::BenchPg(_) => "warn",
+        Command::Bench(_)
+        | Command::BenchPg(_)
+        | Command::BenchCampaigns(_)
+        | Command::BenchReport(_)
+        | Command::Report(_)
+        | Command::Backtest(_) => "warn",
         _ => "info",
     });
     match run(cli.command).await {
@@ -169,8 +194,24 @@ async fn run(command: Command) -> Result<()> {
             args
         )
         .await),
+        Command::Backtest(args) => campaigns_cmd::backtest(args).await,
+        Command::Demo(args) => demo::run(args).await,
+        Command::Import(args) => with_store!(store::open(&args.db.db).await?, |s| import::run(
+            Arc::new(s),
+            args
+        )
+        .await),
         Command::Bench(args) => bench::run(args).await,
+        Command::BenchCampaigns(args) => campaigns_cmd::bench(args).await,
         Command::BenchPg(args) => bench_pg::run(args).await,
+        Command::Report(args) => {
+            with_store!(store::open_existing(&args.db.db).await?, |s| report::run(
+                Arc::new(s),
+                args
+            )
+            .await)
+        }
+        Command::BenchReport(args) => bench_report::run(args).await,
     }
 }
 

@@ -23,6 +23,17 @@ macro_rules! with_store {
     };
 }
 
+/// Like [`open`], for commands that only read what is there (`report`, `backtest`): a SQLite
+/// file that does not exist is an error, not a new empty database.
+pub async fn open_existing(url: &str) -> Result<Backend> {
+    if let Some(path) = SqliteStore::path_from_url(url) {
+        if !path.exists() {
+            bail!("no database at {}", path.display());
+        }
+    }
+    open(url).await
+}
+
 /// Opens the store `url` names, running its migrations. Must run inside the tokio runtime
 /// (the adapters start their writers there).
 pub async fn open(url: &str) -> Result<Backend> {

@@ -143,3 +143,207 @@ async fn a_server_on_the_real_clock_has_no_test_clock_route() {
     assert!(metrics.contains("http_requests_total"), "{metrics}");
     assert!(server.terminate().success());
 }
+
+#[tokio::test]
+async fn backtest_reports_a_draft_set_against_the_stored_history() {
+    use kembali_app::clock::SystemClock;
+    use kembali_app::model::{Caller, OrderLineRequest, OrderRequest};
+    use kembali_app::Engine;
+    use kembali_core::ids::Channel;
+    use std::sync::Arc;
+
+    let dir = scratch_dir();
+    let db = db_url(&dir);
+    {
+        let store = kembali_store_sqlite::SqliteStore::open(&dir.join("kembali.db")).unwrap();
+        let engine = Engine::new(Arc::new(store), Arc::new(SystemClock));
+        engine.init().await.unwrap();
+        for i in 0..5 {
+            let req = OrderRequest {
+                order_id: format!("o{i}"),
+                channel: Some(Channel::Web),
+                store_id: None,
+                customer_id: format!("c{}", i % 2),
+                currency: "BRL".into(),
+                placed_at: None,
+                lines: vec![OrderLineRequest {
+                    line_id: "1".into(),
+                    sku: "sku-1".into(),
+                    category: "books".into(),
+                    tags: vec![],
+                    quantity: 1,
+                    unit_price_minor: 10_000,
+                    discount_minor: 0,
+                }],
+                redemption_id: None,
+                partner_id: None,
+            };
+            engine
+                .post_order(req.parse(&Caller::default()).unwrap(), None)
+                .await
+                .unwrap();
+        }
+    }
+    let today = chrono::Utc::now().date_naive();
+    let drafts = dir.join("drafts.json");
+    std::fs::write(
+        &drafts,
+        json!([{ "id": "books", "definition": {
+            "name": "Books 10",
+            "window": { "starts_on": (today - chrono::Duration::days(2)).to_string(),
+                        "ends_on": (today + chrono::Duration::days(2)).to_string() },
+            "conditions": { "categories": ["books"] },
+            "reward": { "kind": "percent", "rate_bp": 1000 },
+            "stacking": { "mode": "best_of" }
+        }}])
+        .to_string(),
+    )
+    .unwrap();
+    let from = (today - chrono::Duration::days(1)).to_string();
+    let to = (today + chrono::Duration::days(1)).to_string();
+    let args = [
+        "backtest",
+        "--db",
+        &db,
+        "--from",
+        &from,
+        "--to",
+        &to,
+        "--campaigns",
+        drafts.to_str().unwrap(),
+    ];
+    let out = kembali(&[&args[..], &["--format", "json"]].concat());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["orders"], 5);
+    assert_eq!(report["cost"]["actual_minor"], 5 * 500);
+    assert_eq!(report["cost"]["simulated_minor"], 5 * 1_000);
+    assert_eq!(report["orders_affected"], 5);
+    assert_eq!(report["by_campaign"][0]["campaign_id"], "books");
+
+    let table = kembali(&args);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(text.contains("books v1"), "{text}");
+    assert!(text.contains("50.00"), "{text}");
+
+    // A bad draft is refused with its field, and nothing runs.
+    std::fs::write(&drafts, r#"[{"id": "x", "definition": {"name": "", "window": {"starts_on": "2026-01-02", "ends_on": "2026-01-01"}, "reward": {"kind": "percent", "rate_bp": 1}, "stacking": {"mode": "best_of"}}}]"#).unwrap();
+    let bad = kembali(&args);
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("campaigns[0].definition.window.ends_on"),
+        "{err}"
+    );
+}
+
+/// `kembali report` reads the database directly: orders posted to a server that has since
+/// stopped come out in every format, and bad filters are refused clearly.
+#[tokio::test]
+async fn report_prints_the_metrics_as_a_table_json_and_csv() {
+    let dir = scratch_dir();
+    let db = db_url(&dir);
+    let server = Server::start(&db, &[]);
+    for (order_id, customer, price) in [
+        ("o1", "ana", 10_000),
+        ("o2", "bia", 5_000),
+        ("o3", "ana", 3_000),
+    ] {
+        let body = json!({
+            "order_id": order_id, "channel": "web", "customer_id": customer, "currency": "BRL",
+            "lines": [{"line_id": "1", "sku": "s", "category": "c", "quantity": 1, "unit_price_minor": price}]
+        });
+        let url = format!("{}/v1/orders", server.base);
+        let (status, _) = call(reqwest::Method::POST, &url, ADMIN, Some(body)).await;
+        assert_eq!(status, 200);
+    }
+    assert!(server.terminate().success());
+
+    let report = |extra: &[&str]| {
+        let mut args = vec!["report", "--db", &db];
+        args.extend_from_slice(extra);
+        let out = kembali(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("UTF-8")
+    };
+    // 3 orders of 2 customers: net 180,00, ticket 60,00, ana ordered twice: 50 %.
+    let j: serde_json::Value = serde_json::from_str(&report(&["--format", "json"])).expect("JSON");
+    let s = &j["summary"];
+    assert_eq!(
+        (s["orders"].as_u64(), s["active_customers"].as_u64()),
+        (Some(3), Some(2))
+    );
+    assert_eq!(s["net_revenue_minor"], 18_000);
+    assert_eq!(s["repeat_purchase_rate"], 0.5);
+    assert_eq!(s["cost"]["cost_minor"], 900);
+    assert_eq!(j["ltv"]["historical"]["total_minor"], 18_000);
+    assert_eq!(j["program_experiment"], serde_json::Value::Null);
+    let csv = report(&["--format", "csv"]);
+    assert!(csv.starts_with("metric,value\n"), "{csv}");
+    assert!(csv.contains("\nsummary.orders,3\n"), "{csv}");
+    assert!(csv.contains("\nsummary.currency,\"BRL\"\n"), "{csv}");
+    let table = report(&[]);
+    for expected in [
+        "net revenue",
+        "R$ 180,00",
+        "repeat-purchase rate",
+        "50.0 %",
+        "not measurable",
+    ] {
+        assert!(table.contains(expected), "{expected} in:\n{table}");
+    }
+    let app_only = report(&["--format", "json", "--channel", "app"]);
+    assert!(app_only.contains("\"orders\": 0"), "{app_only}");
+
+    let out = kembali(&[
+        "report",
+        "--db",
+        &db,
+        "--from",
+        "2025-02-01",
+        "--to",
+        "2025-01-01",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("from"));
+    let out = kembali(&["report", "--db", &db, "--channel", "tv"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("web, app, store"));
+}
+
+#[test]
+fn report_and_backtest_refuse_a_database_that_does_not_exist() {
+    let dir = scratch_dir();
+    let missing = dir.join("nowhere.db");
+    let url = format!("sqlite://{}", missing.display());
+    for args in [
+        vec!["report", "--db", &url],
+        vec![
+            "backtest",
+            "--db",
+            &url,
+            "--from",
+            "2026-01-01",
+            "--to",
+            "2026-02-01",
+            "--include-active",
+        ],
+    ] {
+        let out = kembali(&args);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("no database at"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(!missing.exists(), "nothing was created");
+}

@@ -9,15 +9,23 @@
 
 pub mod batch;
 pub mod decode;
+pub mod metrics_sql;
 
 use crate::error::{AppError, StoreError};
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use futures::future::BoxFuture;
-use kembali_core::ids::{Channel, CustomerId, OrderId, RedemptionId, ReturnId, Segment, StoreId};
+use kembali_core::analytics::experiment::Arm;
+use kembali_core::analytics::metrics::Facts;
+use kembali_core::campaign::{CampaignOutcome, RawCampaign};
+use kembali_core::ids::{
+    CampaignId, Category, Channel, CustomerId, OrderId, PartnerId, RedemptionId, ReturnId, Segment,
+    StoreId,
+};
 use kembali_core::ledger::{Entry, ProgramTotals, WalletBalances};
 use kembali_core::lots::{Allocation, Lot};
-use kembali_core::order::OrderLine;
+use kembali_core::money::BasisPoints;
+use kembali_core::order::{Order, OrderLine};
 use kembali_core::program::ProgramSettings;
 use serde::{Deserialize, Serialize};
 
@@ -40,6 +48,21 @@ pub struct CustomerRecord {
     pub created_at: DateTime<Utc>,
     /// Cached from the postings; the conformance suite checks they agree.
     pub balances: WalletBalances,
+}
+
+impl CustomerRecord {
+    /// A customer first seen now, with no profile and an empty wallet.
+    pub fn new(id: CustomerId, at: DateTime<Utc>) -> Self {
+        CustomerRecord {
+            id,
+            email: None,
+            phone: None,
+            birthday: None,
+            segments: Vec::new(),
+            created_at: at,
+            balances: WalletBalances::default(),
+        }
+    }
 }
 
 /// A line as stored, with what it earned and what returns have done to it so far.
@@ -78,6 +101,10 @@ pub struct OrderRecord {
     pub expires_at: Option<DateTime<Utc>>,
     pub request_hash: String,
     pub lines: Vec<LineRecord>,
+    /// The partner merchant the order was placed with, if any.
+    pub partner_id: Option<PartnerId>,
+    /// What each campaign (and the base rate) paid on the order, with explanations.
+    pub campaigns: Vec<CampaignOutcome>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,6 +126,17 @@ pub struct LotRecord {
     pub created_at: DateTime<Utc>,
     /// The expiring-soon event was emitted for the current `expires_at`.
     pub expiry_warned: bool,
+    /// The campaign versions that produced the lot, what each paid and who funds it.
+    pub campaigns: Vec<LotCampaign>,
+}
+
+/// One campaign version's part of a lot (the base rate is `base_rate` version 0).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LotCampaign {
+    pub campaign_id: CampaignId,
+    pub version: u32,
+    pub amount_minor: i64,
+    pub funding: kembali_core::campaign::Funding,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
@@ -216,6 +254,174 @@ impl Role {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CampaignStatus {
+    /// Evaluated on every order (its window still decides when it pays).
+    Active,
+    /// Not evaluated until resumed.
+    Paused,
+    /// Never evaluated again; cannot be resumed or changed.
+    Ended,
+}
+
+impl CampaignStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CampaignStatus::Active => "active",
+            CampaignStatus::Paused => "paused",
+            CampaignStatus::Ended => "ended",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        [
+            CampaignStatus::Active,
+            CampaignStatus::Paused,
+            CampaignStatus::Ended,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == raw)
+    }
+}
+
+/// What made a campaign version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CampaignAction {
+    Create,
+    Update,
+    Pause,
+    Resume,
+    End,
+}
+
+impl CampaignAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CampaignAction::Create => "create",
+            CampaignAction::Update => "update",
+            CampaignAction::Pause => "pause",
+            CampaignAction::Resume => "resume",
+            CampaignAction::End => "end",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        [
+            CampaignAction::Create,
+            CampaignAction::Update,
+            CampaignAction::Pause,
+            CampaignAction::Resume,
+            CampaignAction::End,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == raw)
+    }
+}
+
+/// One immutable version of a campaign: its whole definition and status, who made it,
+/// when, and which fields changed from the version before.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CampaignVersionRecord {
+    pub campaign_id: CampaignId,
+    pub version: u32,
+    pub status: CampaignStatus,
+    pub action: CampaignAction,
+    pub definition: RawCampaign,
+    /// JSON pointers of the fields that differ from the previous version.
+    pub changes: Vec<String>,
+    /// The id of the API key that made the change.
+    pub actor: String,
+    pub at: DateTime<Utc>,
+}
+
+/// A campaign's current state: its latest version plus the budget spent so far (the
+/// budget's balance, debited under the row's lock in the order's transaction).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CampaignRecord {
+    pub current: CampaignVersionRecord,
+    pub created_at: DateTime<Utc>,
+    pub budget_spent_minor: i64,
+}
+
+/// Which cap period a usage counter counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UsagePeriod {
+    Day,
+    Week,
+    Month,
+    /// The whole campaign (its `start` is the Unix epoch).
+    Campaign,
+}
+
+impl UsagePeriod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UsagePeriod::Day => "day",
+            UsagePeriod::Week => "week",
+            UsagePeriod::Month => "month",
+            UsagePeriod::Campaign => "campaign",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        [
+            UsagePeriod::Day,
+            UsagePeriod::Week,
+            UsagePeriod::Month,
+            UsagePeriod::Campaign,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == raw)
+    }
+}
+
+/// What one customer earned from one campaign in one cap period (the period that began at
+/// `start` in the program's zone).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageRow {
+    pub campaign_id: CampaignId,
+    pub period: UsagePeriod,
+    pub start: DateTime<Utc>,
+    pub amount_minor: i64,
+}
+
+/// A stored order as a backtest replays it: what was sold, to whom, when, and what it paid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoricalOrder {
+    pub order: Order,
+    pub partner_id: Option<PartnerId>,
+    pub placed_at: DateTime<Utc>,
+    /// Recorded order: the store's insertion order, ties in `placed_at` broken by it.
+    pub created_at: DateTime<Utc>,
+    pub redeemed_minor: i64,
+    /// The cashback the order actually earned.
+    pub paid_minor: i64,
+}
+
+/// Where a page of [`Tx::order_history`] ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryCursor {
+    pub placed_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub key: OrderKey,
+}
+
+impl HistoryCursor {
+    pub fn of(o: &HistoricalOrder) -> Self {
+        HistoryCursor {
+            placed_at: o.placed_at,
+            created_at: o.created_at,
+            key: OrderKey {
+                channel: o.order.channel,
+                order_id: o.order.order_id.clone(),
+            },
+        }
+    }
+}
+
 /// An API key as stored: only the SHA-256 of the secret, never the secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiKeyRecord {
@@ -225,6 +431,29 @@ pub struct ApiKeyRecord {
     pub channel: Option<Channel>,
     pub store_id: Option<StoreId>,
     pub created_at: DateTime<Utc>,
+}
+
+/// The experiment id of the program-wide holdout (campaign holdouts use `campaign:<id>`).
+pub const PROGRAM_EXPERIMENT: &str = "program";
+
+/// A customer's arm in an experiment, recorded when first seen at earn time. The first
+/// record wins forever: later changes of the share or salt never move a recorded customer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssignmentRecord {
+    pub experiment_id: String,
+    pub customer_id: CustomerId,
+    pub arm: Arm,
+    /// The holdout share in force when the customer was assigned.
+    pub share_bp: BasisPoints,
+    pub first_seen_at: DateTime<Utc>,
+}
+
+/// An experiment that has assignments, with the size of each arm.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExperimentCounts {
+    pub experiment_id: String,
+    pub treatment: u64,
+    pub holdout: u64,
 }
 
 /// One transaction's worth of database access. Every method is a single round trip.
@@ -342,9 +571,135 @@ pub trait Tx: Send {
         limit: usize,
     ) -> StoreResult<Vec<CustomerId>>;
 
+    // Campaigns.
+    async fn campaign(
+        &mut self,
+        id: &CampaignId,
+        lock: bool,
+    ) -> StoreResult<Option<CampaignRecord>>;
+    /// Every campaign, by id.
+    async fn campaigns(&mut self) -> StoreResult<Vec<CampaignRecord>>;
+    /// A number that grows with every campaign change (the sum of current versions), so a
+    /// cached campaign set can be checked in one cheap read.
+    async fn campaigns_revision(&mut self) -> StoreResult<i64>;
+    /// Every version of a campaign, oldest first.
+    async fn campaign_versions(
+        &mut self,
+        id: &CampaignId,
+    ) -> StoreResult<Vec<CampaignVersionRecord>>;
+    /// Appends the version and makes it the campaign's current state (creating the campaign
+    /// at version 1). Never touches the budget spent.
+    async fn put_campaign_version(&mut self, version: &CampaignVersionRecord) -> StoreResult<()>;
+    /// Locks the budgets of `ids` (sorted, unique) against concurrent orders and returns
+    /// what each has spent. The lock order is customer first, then budgets by id.
+    async fn lock_budgets(&mut self, ids: &[CampaignId]) -> StoreResult<Vec<(CampaignId, i64)>>;
+    /// Debits a budget locked by [`Tx::lock_budgets`]; the store refuses to overspend it.
+    async fn spend_budget(&mut self, id: &CampaignId, amount_minor: i64) -> StoreResult<()>;
+    /// The customer's usage counters for the periods that start at `starts` (day, week,
+    /// month) and for whole campaigns.
+    async fn campaign_usage(
+        &mut self,
+        customer: &CustomerId,
+        day: DateTime<Utc>,
+        week: DateTime<Utc>,
+        month: DateTime<Utc>,
+    ) -> StoreResult<Vec<UsageRow>>;
+    /// Adds to the customer's usage counters (creating them at zero).
+    async fn add_campaign_usage(
+        &mut self,
+        customer: &CustomerId,
+        rows: &[UsageRow],
+    ) -> StoreResult<()>;
+    /// Whether the customer has any order.
+    async fn customer_has_orders(&mut self, customer: &CustomerId) -> StoreResult<bool>;
+    /// Net spend per category of the customer's orders placed in `[from, until)`, ignoring
+    /// later returns (what favourite-category rewards rank on).
+    async fn category_spend(
+        &mut self,
+        customer: &CustomerId,
+        from: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> StoreResult<Vec<(Category, i64)>>;
+    /// Orders placed before `until`, in (placed_at, created_at, channel, order id) order,
+    /// strictly after `after` when given, at most `limit`.
+    async fn order_history(
+        &mut self,
+        until: DateTime<Utc>,
+        after: Option<&HistoryCursor>,
+        limit: usize,
+    ) -> StoreResult<Vec<HistoricalOrder>>;
+
     // API keys.
     async fn api_key_by_hash(&mut self, secret_sha256: &str) -> StoreResult<Option<ApiKeyRecord>>;
     async fn insert_api_key(&mut self, key: &ApiKeyRecord) -> StoreResult<()>;
+
+    // ------------------------------------------------------------ metrics and experiments
+    // The read side of measuring the program (issue 5): compact fact rows for
+    // `kembali_core::analytics::metrics`, read without the JSON columns, and holdout
+    // assignments. The `metric_*` methods fill `facts` (which interns customer and store
+    // ids); call `metric_customers` first so that customers keep the table's order.
+
+    /// Every customer: segments, and pending + available + held as cached now.
+    async fn metric_customers(&mut self, facts: &mut Facts) -> StoreResult<()>;
+    /// Every order: customer, channel, store, placed_at, total, cashback, and from its lines
+    /// the returned value (Σ net × returned qty / qty, half to even) and the clawed back.
+    async fn metric_orders(&mut self, facts: &mut Facts) -> StoreResult<()>;
+    /// Every captured redemption, one part per lot that paid (captured − restored), with
+    /// the channel of the order that earned the lot. Call after `metric_orders`: an adapter
+    /// may resolve lots through the orders it read (`Facts::lot_channel`).
+    async fn metric_redemptions(&mut self, facts: &mut Facts) -> StoreResult<()>;
+    /// Every expiry (breakage) in the journal.
+    async fn metric_expiries(&mut self, facts: &mut Facts) -> StoreResult<()>;
+    /// Per customer, what entries after `after` added to pending + available + held
+    /// (customers without such entries are left out): liability at `after` is the cached
+    /// balances minus this.
+    async fn liability_moves_after(
+        &mut self,
+        after: DateTime<Utc>,
+    ) -> StoreResult<Vec<(CustomerId, i64)>>;
+    /// Records the assignment unless the customer already has one in that experiment, and
+    /// returns the one that stands.
+    async fn record_assignment(
+        &mut self,
+        assignment: &AssignmentRecord,
+    ) -> StoreResult<AssignmentRecord>;
+    /// Every assignment of an experiment.
+    async fn assignments(&mut self, experiment_id: &str) -> StoreResult<Vec<AssignmentRecord>>;
+    /// Every experiment with at least one assignment, by id.
+    async fn experiments(&mut self) -> StoreResult<Vec<ExperimentCounts>>;
+
+    // ------------------------------------------------------------------ history import
+    // (issue 5: `kembali import`; kept at the end of the trait to ease merging)
+
+    /// Inserts past orders with their lines, in order, and each customer they name that does
+    /// not exist yet (created at that order's `placed_at`, with an empty profile). An order
+    /// whose key is already stored (or earlier in `orders`) is left as it is; its outcome
+    /// says whether the stored one has the same `request_hash`. The records are stored as
+    /// given: the caller decides what they earned (imported history: nothing, no lot).
+    async fn import_orders(&mut self, orders: &[OrderRecord]) -> StoreResult<Vec<ImportOutcome>>;
+}
+
+/// What [`Tx::import_orders`] did with one order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImportOutcome {
+    /// The order was new and is now stored.
+    Inserted,
+    /// The same order (same key, same request hash) was already stored: nothing changed.
+    Unchanged,
+    /// Another order with the same key (channel and order id) was already stored.
+    Conflict,
+}
+
+impl ImportOutcome {
+    /// The outcome for an order with `new_hash` whose key is already stored with `stored_hash`.
+    pub fn of_existing(stored_hash: &str, new_hash: &str) -> Self {
+        if stored_hash == new_hash {
+            ImportOutcome::Unchanged
+        } else {
+            ImportOutcome::Conflict
+        }
+    }
 }
 
 pub type TxFuture<'t, T> = BoxFuture<'t, Result<T, AppError>>;

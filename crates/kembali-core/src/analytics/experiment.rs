@@ -26,6 +26,22 @@ pub enum Arm {
     Holdout,
 }
 
+impl Arm {
+    /// The arm's stored name: `treatment` or `holdout`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Arm::Treatment => "treatment",
+            Arm::Holdout => "holdout",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Arm> {
+        [Arm::Treatment, Arm::Holdout]
+            .into_iter()
+            .find(|a| a.as_str() == raw)
+    }
+}
+
 /// The customer's bucket in 0..10,000 for an experiment's salt:
 ///
 /// bucket = (first 8 bytes of SHA-256(len ‖ salt ‖ id), read as a big-endian u64) mod 10,000

@@ -13,6 +13,8 @@
 //! - [`gamma_gamma`]: Gamma-Gamma fit and expected spend per purchase.
 //! - [`clv`]: predicted value over a horizon.
 //! - [`experiment`]: sticky holdout assignment, Welch test, sample-ratio mismatch, ROI.
+//! - [`metrics`]: the program's metrics and reports (summary, retention, lifetime value,
+//!   experiments) on fact rows a store reads.
 //! - [`special`]: the Gauss hypergeometric function ₂F₁.
 
 pub mod bgnbd;
@@ -20,6 +22,7 @@ pub mod cdnow;
 pub mod clv;
 pub mod experiment;
 pub mod gamma_gamma;
+pub mod metrics;
 mod optimize;
 pub mod rfm;
 pub mod special;

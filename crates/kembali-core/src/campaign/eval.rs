@@ -147,6 +147,8 @@ struct Prep<'o> {
     /// Eligible amount of the lines no program-wide exclusion hits.
     eligible_open: i64,
     moment: Moment,
+    /// `ctx.usage` is sorted by campaign id (as engines build it), so it can be searched.
+    usage_sorted: bool,
 }
 
 impl<'o> Prep<'o> {
@@ -198,6 +200,10 @@ impl<'o> Prep<'o> {
             tags,
             eligible_open,
             moment: Moment::new(ctx.at, ctx.zone),
+            usage_sorted: ctx
+                .usage
+                .windows(2)
+                .all(|w| w[0].campaign_id < w[1].campaign_id),
         }
     }
 }
@@ -249,6 +255,29 @@ pub fn evaluate(order: &Order, ctx: &EvalContext<'_>) -> Evaluation {
     }
     let winners = select(base, applied);
     build(&prep, ctx, &winners)
+}
+
+/// The campaigns with a budget that `order` matches, whatever their caps and usage: the
+/// budgets an engine must lock (in this order, which is by id) before it evaluates the order
+/// for real. Matching never depends on usage, and a spent budget never fills up again, so
+/// every budget the real evaluation can debit is in this list.
+pub fn budget_candidates(order: &Order, ctx: &EvalContext<'_>) -> Vec<CampaignId> {
+    let set = ctx.campaigns;
+    if !set
+        .versions
+        .iter()
+        .any(|v| v.rules.caps.budget_minor.is_some())
+    {
+        return Vec::new();
+    }
+    let prep = Prep::new(order, ctx);
+    set.versions
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| v.rules.caps.budget_minor.is_some())
+        .filter(|(i, v)| assess(&prep, ctx, *i, v).is_some_and(|a| a.uncapped_minor > 0))
+        .map(|(_, v)| v.id.clone())
+        .collect()
 }
 
 fn assess_base(prep: &Prep<'_>, rate: BasisPoints) -> Assessed<'static> {
@@ -329,7 +358,7 @@ fn assess<'c>(
             &mut capped_by,
         );
     }
-    apply_caps(&r.caps, usage_of(ctx, v), &mut amount, &mut capped_by);
+    apply_caps(&r.caps, usage_of(prep, ctx, v), &mut amount, &mut capped_by);
     Some(Assessed {
         who: Who::Campaign(index),
         version: Some(v),
@@ -345,9 +374,20 @@ fn assess<'c>(
     })
 }
 
-fn usage_of<'a>(ctx: &EvalContext<'a>, v: &CampaignVersion) -> Option<&'a CampaignUsage> {
+fn usage_of<'a>(
+    prep: &Prep<'_>,
+    ctx: &EvalContext<'a>,
+    v: &CampaignVersion,
+) -> Option<&'a CampaignUsage> {
     if !v.rules.caps.needs_usage() {
         return None;
+    }
+    if prep.usage_sorted {
+        let i = ctx
+            .usage
+            .binary_search_by(|u| u.campaign_id.cmp(&v.id))
+            .ok()?;
+        return ctx.usage.get(i);
     }
     ctx.usage.iter().find(|u| u.campaign_id == v.id)
 }

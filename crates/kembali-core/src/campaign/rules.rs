@@ -340,6 +340,42 @@ pub struct CampaignSet {
     pub(crate) symbols: Symbols,
     /// The line filters and exclusions of `versions[i]`, in symbols.
     pub(crate) compiled: Vec<CompiledLines>,
+    /// What callers must look up before evaluating, worked out once per set.
+    needs: Needs,
+}
+
+/// What a set's campaigns need from the caller beyond the order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Needs {
+    first_purchase: bool,
+    usage: bool,
+    profiles: bool,
+    /// Sorted and unique.
+    favourite_lookbacks: Vec<u32>,
+}
+
+impl Needs {
+    fn of(versions: &[CampaignVersion]) -> Self {
+        let mut favourite_lookbacks: Vec<u32> = versions
+            .iter()
+            .filter_map(|v| match v.rules.reward {
+                Reward::FavouriteCategory { lookback_days, .. } => Some(lookback_days),
+                _ => None,
+            })
+            .collect();
+        favourite_lookbacks.sort_unstable();
+        favourite_lookbacks.dedup();
+        Needs {
+            first_purchase: versions
+                .iter()
+                .any(|v| v.rules.conditions.first_purchase_only),
+            usage: versions.iter().any(|v| v.rules.caps.needs_usage()),
+            profiles: versions.iter().any(|v| {
+                v.rules.conditions.birthday.is_some() || !v.rules.conditions.segments.is_empty()
+            }),
+            favourite_lookbacks,
+        }
+    }
 }
 
 /// Sorted names per kind; a name's symbol is its index.
@@ -481,11 +517,13 @@ impl CampaignSet {
         }
         let symbols = Symbols::new(&versions);
         let compiled = versions.iter().map(|v| symbols.compile(v)).collect();
+        let needs = Needs::of(&versions);
         Ok(CampaignSet {
             versions,
             exclusions,
             symbols,
             compiled,
+            needs,
         })
     }
 
@@ -493,20 +531,34 @@ impl CampaignSet {
         &self.versions
     }
 
+    /// The version of campaign `id` in the set (a binary search: versions are sorted by id).
+    pub fn version(&self, id: &CampaignId) -> Option<&CampaignVersion> {
+        self.versions
+            .binary_search_by(|v| v.id.cmp(id))
+            .ok()
+            .map(|i| &self.versions[i])
+    }
+
+    /// Whether some campaign pays only on a customer's first purchase (so the caller must
+    /// find out whether this order is one).
+    pub fn needs_first_purchase(&self) -> bool {
+        self.needs.first_purchase
+    }
+
+    /// Whether some campaign has a cap or budget (so the caller must supply usage).
+    pub fn needs_usage(&self) -> bool {
+        self.needs.usage
+    }
+
+    /// Whether some campaign looks at the customer's birthday or segments.
+    pub fn needs_profiles(&self) -> bool {
+        self.needs.profiles
+    }
+
     /// The lookbacks (days) for which the caller must compute the customer's favourite
     /// category, sorted and unique.
-    pub fn favourite_lookbacks(&self) -> Vec<u32> {
-        let mut days: Vec<u32> = self
-            .versions
-            .iter()
-            .filter_map(|v| match v.rules.reward {
-                Reward::FavouriteCategory { lookback_days, .. } => Some(lookback_days),
-                _ => None,
-            })
-            .collect();
-        days.sort_unstable();
-        days.dedup();
-        days
+    pub fn favourite_lookbacks(&self) -> &[u32] {
+        &self.needs.favourite_lookbacks
     }
 }
 

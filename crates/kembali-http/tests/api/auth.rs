@@ -106,6 +106,11 @@ fn routes() -> Vec<(
         ("PUT", "/v1/program", Some(json!({})), &["admin"]),
         ("GET", "/v1/program/totals", None, ANALYTICS),
         ("GET", "/v1/events", None, ANALYTICS),
+        ("GET", "/v1/metrics/summary", None, ANALYTICS),
+        ("GET", "/v1/metrics/retention", None, ANALYTICS),
+        ("GET", "/v1/metrics/ltv", None, ANALYTICS),
+        ("GET", "/v1/experiments", None, ANALYTICS),
+        ("GET", "/v1/experiments/program", None, ANALYTICS),
         (
             "POST",
             "/v1/test/clock",

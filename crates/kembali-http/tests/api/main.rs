@@ -2,6 +2,7 @@
 //! in-memory store and a test clock.
 
 mod auth;
+mod campaigns;
 mod clock;
 mod common;
 mod endpoints;
@@ -10,3 +11,4 @@ mod metrics;
 mod openapi;
 mod outage;
 mod problems;
+mod reports;

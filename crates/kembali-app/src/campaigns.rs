@@ -1,0 +1,312 @@
+//! Campaigns in the engine: what an order needs from the store to be evaluated (the active
+//! set, the customer's facts, cap usage so far, budgets under lock) and what it leaves
+//! behind (usage counters, budget debits, the campaign versions on its lot).
+//!
+//! # Budgets never overspend
+//! A budget is the campaign row's `budget_spent`, debited in the order's transaction. Before
+//! evaluating, the order locks every budget it could draw on ([`budget_candidates`]: the
+//! budgeted campaigns it matches, whatever their caps), after its customer and in id order,
+//! so two orders never wait on each other in opposite orders. The evaluation then sees what
+//! every committed order spent, and the store refuses a debit past the budget as a last
+//! line of defence. Budgets count cashback as earned: a later return does not refill them.
+//!
+//! # Cap periods
+//! Usage counters are keyed by the period that contains the order's instant (its local
+//! day, ISO week and month in the program's zone, see [`period_starts`]), whatever order
+//! the orders of that period arrive in, so a per-customer cap holds for offline orders that
+//! arrive late too.
+
+use crate::error::{AppResult, StoreError};
+use crate::store::{
+    CampaignRecord, CampaignStatus, CustomerRecord, LotCampaign, Tx, UsagePeriod, UsageRow,
+};
+use crate::wallet::Ctx;
+use chrono::{DateTime, Duration, Utc};
+use chrono_tz::Tz;
+use kembali_core::campaign::{
+    budget_candidates, evaluate, favourite_category, parse, parse_zone, period_starts,
+    CampaignOutcome, CampaignSet, CampaignUsage, CampaignVersion, CustomerFacts, EvalContext,
+    Evaluation, Exclusions, PeriodStarts,
+};
+use kembali_core::ids::{CampaignId, Category, PartnerId};
+use kembali_core::order::Order;
+use std::sync::{Arc, Mutex};
+
+/// The active campaign set, rebuilt only when a campaign changes: every order checks the
+/// store's campaign revision (one cheap read in its own transaction) and reuses the parsed
+/// set while it is current, so replicas see a change on their next order.
+#[derive(Default)]
+pub struct CampaignCache {
+    current: Mutex<Option<(i64, Arc<CampaignSet>)>>,
+}
+
+impl CampaignCache {
+    pub async fn active(&self, tx: &mut dyn Tx) -> AppResult<Arc<CampaignSet>> {
+        let revision = tx.campaigns_revision().await?;
+        if let Some((r, set)) = &*self.current.lock().expect("cache lock") {
+            if *r == revision {
+                return Ok(set.clone());
+            }
+        }
+        let set = Arc::new(active_set(&tx.campaigns().await?)?);
+        *self.current.lock().expect("cache lock") = Some((revision, set.clone()));
+        Ok(set)
+    }
+}
+
+/// The typed rules of a stored version. Stored definitions were checked when they were
+/// made, so one that no longer parses is corruption, not bad input.
+pub fn version_of(record: &CampaignRecord) -> AppResult<CampaignVersion> {
+    let v = &record.current;
+    let rules = parse(&v.definition).map_err(|problems| {
+        StoreError::Corrupt(format!(
+            "stored campaign {} v{} does not parse: {}",
+            v.campaign_id,
+            v.version,
+            problems
+                .iter()
+                .map(|p| format!("{} {}", p.path, p.message))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ))
+    })?;
+    Ok(CampaignVersion {
+        id: v.campaign_id.clone(),
+        version: v.version,
+        rules,
+    })
+}
+
+/// The set of the active campaigns among `records`.
+pub fn active_set(records: &[CampaignRecord]) -> AppResult<CampaignSet> {
+    let versions = records
+        .iter()
+        .filter(|c| c.current.status == CampaignStatus::Active)
+        .map(version_of)
+        .collect::<AppResult<Vec<_>>>()?;
+    Ok(CampaignSet::new(versions, Exclusions::default())
+        .map_err(|e| StoreError::Corrupt(format!("active campaigns: {e}")))?)
+}
+
+/// The program's zone (checked when the settings were saved).
+pub fn zone(ctx: &Ctx) -> Tz {
+    parse_zone(&ctx.settings.time_zone).unwrap_or(Tz::UTC)
+}
+
+/// The instant an order is evaluated at: when it was placed, never later than now (a till
+/// clock running ahead cannot reach a campaign that has not started).
+pub fn eval_instant(placed_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> DateTime<Utc> {
+    placed_at.map_or(now, |p| p.min(now))
+}
+
+/// What the customer's history contributes to an evaluation.
+#[derive(Debug, Clone, Default)]
+pub struct History {
+    pub first_purchase: bool,
+    /// `(lookback days, favourite category)`.
+    pub favourites: Vec<(u32, Category)>,
+    pub usage: Vec<CampaignUsage>,
+}
+
+/// The usage rows evaluation needs: one for every campaign with caps (a missing one would
+/// pay nothing), from the customer's counters and the locked budgets.
+pub fn usage_for(
+    set: &CampaignSet,
+    rows: &[UsageRow],
+    budgets: &[(CampaignId, i64)],
+) -> Vec<CampaignUsage> {
+    let mut usage: Vec<CampaignUsage> = set
+        .versions()
+        .iter()
+        .filter(|v| v.rules.caps().needs_usage())
+        .map(|v| CampaignUsage::none(v.id.clone()))
+        .collect();
+    // Sorted by id like the set, so rows and budgets are placed by binary search.
+    let slot = |usage: &[CampaignUsage], id: &CampaignId| {
+        usage.binary_search_by(|u| u.campaign_id.cmp(id)).ok()
+    };
+    for r in rows {
+        if let Some(i) = slot(&usage, &r.campaign_id) {
+            let u = &mut usage[i];
+            match r.period {
+                UsagePeriod::Day => u.customer_day_minor += r.amount_minor,
+                UsagePeriod::Week => u.customer_week_minor += r.amount_minor,
+                UsagePeriod::Month => u.customer_month_minor += r.amount_minor,
+                UsagePeriod::Campaign => u.customer_campaign_minor += r.amount_minor,
+            }
+        }
+    }
+    for (id, spent) in budgets {
+        if let Some(i) = slot(&usage, id) {
+            usage[i].budget_spent_minor = *spent;
+        }
+    }
+    usage
+}
+
+/// The start of the whole-campaign "period" in usage rows.
+pub fn campaign_period_start() -> DateTime<Utc> {
+    DateTime::<Utc>::UNIX_EPOCH
+}
+
+/// What the outcomes add to the customer's counters: one row per capped period of every
+/// campaign that paid.
+pub fn usage_deltas(
+    set: &CampaignSet,
+    outcomes: &[CampaignOutcome],
+    starts: &PeriodStarts,
+) -> Vec<UsageRow> {
+    let mut rows = Vec::new();
+    for o in outcomes.iter().filter(|o| o.amount_minor > 0) {
+        let Some(v) = set.version(&o.campaign_id) else {
+            continue;
+        };
+        let caps = v.rules.caps();
+        for (capped, period, start) in [
+            (caps.per_customer_day_minor, UsagePeriod::Day, starts.day),
+            (caps.per_customer_week_minor, UsagePeriod::Week, starts.week),
+            (
+                caps.per_customer_month_minor,
+                UsagePeriod::Month,
+                starts.month,
+            ),
+            (
+                caps.per_customer_campaign_minor,
+                UsagePeriod::Campaign,
+                campaign_period_start(),
+            ),
+        ] {
+            if capped.is_some() {
+                rows.push(UsageRow {
+                    campaign_id: o.campaign_id.clone(),
+                    period,
+                    start,
+                    amount_minor: o.amount_minor,
+                });
+            }
+        }
+    }
+    rows
+}
+
+/// The budgets the outcomes debit.
+pub fn budget_debits(set: &CampaignSet, outcomes: &[CampaignOutcome]) -> Vec<(CampaignId, i64)> {
+    outcomes
+        .iter()
+        .filter(|o| o.amount_minor > 0)
+        .filter(|o| {
+            set.version(&o.campaign_id)
+                .is_some_and(|v| v.rules.caps().budget_minor.is_some())
+        })
+        .map(|o| (o.campaign_id.clone(), o.amount_minor))
+        .collect()
+}
+
+/// The campaign versions of a lot: every outcome that paid.
+pub fn lot_campaigns(outcomes: &[CampaignOutcome]) -> Vec<LotCampaign> {
+    outcomes
+        .iter()
+        .filter(|o| o.amount_minor > 0)
+        .map(|o| LotCampaign {
+            campaign_id: o.campaign_id.clone(),
+            version: o.version,
+            amount_minor: o.amount_minor,
+            funding: o.funding.clone(),
+        })
+        .collect()
+}
+
+/// Everything about one order's evaluation but the campaigns and the customer's history.
+pub struct OrderInput<'a> {
+    pub order: &'a Order,
+    pub customer: &'a CustomerRecord,
+    pub partner: Option<&'a PartnerId>,
+    pub at: DateTime<Utc>,
+    pub redeemed_minor: i64,
+}
+
+/// Evaluates with the history given.
+pub fn evaluate_with(
+    ctx: &Ctx,
+    zone: Tz,
+    set: &CampaignSet,
+    input: &OrderInput<'_>,
+    history: &History,
+) -> Evaluation {
+    evaluate(input.order, &eval_context(ctx, zone, set, input, history))
+}
+
+fn eval_context<'a>(
+    ctx: &'a Ctx,
+    zone: Tz,
+    set: &'a CampaignSet,
+    input: &'a OrderInput<'a>,
+    history: &'a History,
+) -> EvalContext<'a> {
+    EvalContext {
+        settings: &ctx.settings,
+        redeemed_minor: input.redeemed_minor,
+        at: input.at,
+        zone,
+        customer: CustomerFacts {
+            first_purchase: history.first_purchase,
+            birthday: input.customer.birthday,
+            segments: &input.customer.segments,
+            favourites: &history.favourites,
+        },
+        partner: input.partner,
+        campaigns: set,
+        usage: &history.usage,
+    }
+}
+
+/// Evaluates an order inside its transaction, the customer already locked: reads the
+/// customer's history, locks the budgets it could draw on, evaluates, and records usage
+/// and budget debits. Returns the evaluation; the caller records the lot.
+pub async fn earn(
+    tx: &mut dyn Tx,
+    ctx: &Ctx,
+    set: &CampaignSet,
+    input: &OrderInput<'_>,
+) -> AppResult<Evaluation> {
+    let zone = zone(ctx);
+    let cid = &input.customer.id;
+    let mut history = History {
+        first_purchase: set.needs_first_purchase() && !tx.customer_has_orders(cid).await?,
+        ..History::default()
+    };
+    for &days in set.favourite_lookbacks() {
+        let spend = tx
+            .category_spend(cid, input.at - Duration::days(i64::from(days)), input.at)
+            .await?;
+        if let Some(c) = favourite_category(spend.iter().map(|(c, s)| (c, *s))) {
+            history.favourites.push((days, c.clone()));
+        }
+    }
+    let needs_usage = set.needs_usage();
+    let starts = period_starts(input.at, zone);
+    if needs_usage {
+        let candidates =
+            budget_candidates(input.order, &eval_context(ctx, zone, set, input, &history));
+        let budgets = if candidates.is_empty() {
+            Vec::new()
+        } else {
+            tx.lock_budgets(&candidates).await?
+        };
+        let rows = tx
+            .campaign_usage(cid, starts.day, starts.week, starts.month)
+            .await?;
+        history.usage = usage_for(set, &rows, &budgets);
+    }
+    let evaluation = evaluate_with(ctx, zone, set, input, &history);
+    if needs_usage {
+        let rows = usage_deltas(set, &evaluation.campaigns, &starts);
+        if !rows.is_empty() {
+            tx.add_campaign_usage(cid, &rows).await?;
+        }
+        for (campaign, amount) in budget_debits(set, &evaluation.campaigns) {
+            tx.spend_budget(&campaign, amount).await?;
+        }
+    }
+    Ok(evaluation)
+}

@@ -1,0 +1,306 @@
+//! The program's reports (issue 5): the store's fact rows read in one snapshot, then
+//! `kembali_core::analytics::metrics` on a blocking thread (a report over a million orders
+//! is a few hundred milliseconds of CPU, which must not stall the async workers).
+//!
+//! Must never: compute a metric here; the definitions live in the core, once.
+
+use crate::engine::Engine;
+use crate::error::{AppError, AppResult};
+use crate::store::{job, ExperimentCounts, Store, Tx, PROGRAM_EXPERIMENT};
+use kembali_core::analytics::metrics::{
+    self, check_filter, report_cutoff, Assignment, Comparison, ExperimentReport, Facts, Filter,
+    FilterError, LtvReport, Measurable, ReportContext, RetentionReport, Roi, Summary,
+};
+use kembali_core::campaign::parse_zone;
+use kembali_core::money::BasisPoints;
+use kembali_core::program::ProgramSettings;
+use serde::Serialize;
+
+/// The summary with the currency its amounts are in, and what only an experiment can
+/// measure: the program's ROI and its effect on conversion (treatment − holdout).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SummaryReport {
+    pub currency: String,
+    #[serde(flatten)]
+    pub summary: Summary,
+    pub roi: Measurable<Roi>,
+    pub conversion: Measurable<Comparison>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CurrencyReport<T> {
+    pub currency: String,
+    #[serde(flatten)]
+    pub report: T,
+}
+
+/// Every report from one snapshot (what `kembali report` prints).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FullReport {
+    pub summary: SummaryReport,
+    pub retention: RetentionReport,
+    pub ltv: LtvReport,
+    /// The program holdout's report, when there is one.
+    pub program_experiment: Option<ExperimentReport>,
+}
+
+/// An experiment, as listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExperimentInfo {
+    pub id: String,
+    /// The holdout share in force now (basis points).
+    pub holdout_share_bp: u32,
+    pub treatment_customers: u64,
+    pub holdout_customers: u64,
+}
+
+/// Everything a report reads, from one snapshot.
+struct Snapshot {
+    settings: ProgramSettings,
+    ctx: ReportContext,
+    facts: Facts,
+    assignments: Vec<Assignment>,
+}
+
+fn filter_problem(e: FilterError) -> AppError {
+    let field = match e {
+        FilterError::FromAfterTo { .. } => "from",
+        FilterError::PeriodTooLong => "to",
+    };
+    AppError::invalid(field, "invalid_period", e.to_string())
+}
+
+/// Reads the facts and the program's assignments in one read job.
+async fn read_snapshot(
+    tx: &mut dyn Tx,
+    now: chrono::DateTime<chrono::Utc>,
+    filter: &Filter,
+) -> AppResult<Snapshot> {
+    let settings = tx.program().await?.unwrap_or_default();
+    let ctx = ReportContext {
+        zone: parse_zone(&settings.time_zone).unwrap_or(chrono_tz::Tz::UTC),
+        as_of: now,
+        gross_margin: settings.gross_margin_bp,
+    };
+    let mut facts = Facts::default();
+    tx.metric_customers(&mut facts).await?;
+    tx.metric_orders(&mut facts).await?;
+    tx.metric_redemptions(&mut facts).await?;
+    tx.metric_expiries(&mut facts).await?;
+    let last_in = report_cutoff(filter, &ctx) - chrono::Duration::microseconds(1);
+    for (customer, moved) in tx.liability_moves_after(last_in).await? {
+        if let Some(ix) = facts.find_customer(customer.as_str()) {
+            facts.customers[ix as usize].liability_minor -= moved;
+        }
+    }
+    let assignments = tx
+        .assignments(PROGRAM_EXPERIMENT)
+        .await?
+        .into_iter()
+        .filter_map(|a| {
+            Some(Assignment {
+                customer: facts.find_customer(a.customer_id.as_str())?,
+                arm: a.arm,
+                first_seen_at: a.first_seen_at,
+                share: a.share_bp,
+            })
+        })
+        .collect();
+    Ok(Snapshot {
+        settings,
+        ctx,
+        facts,
+        assignments,
+    })
+}
+
+impl Snapshot {
+    /// The share the program experiment compares: the one in force, or, once the holdout
+    /// has ended, the one of the last customer assigned under a holdout. 0 = no experiment
+    /// (customers recorded under share 0 were seen before any holdout and stay treated).
+    fn program_share(&self) -> BasisPoints {
+        if self.settings.holdout_share_bp.0 > 0 {
+            return self.settings.holdout_share_bp;
+        }
+        self.assignments
+            .iter()
+            .filter(|a| a.share.0 > 0)
+            .max_by_key(|a| a.first_seen_at)
+            .map_or(BasisPoints(0), |a| a.share)
+    }
+
+    /// The program experiment exists when a holdout is or was configured.
+    fn program_listed(&self) -> bool {
+        self.program_share().0 > 0
+    }
+
+    fn program_report(&self, filter: &Filter) -> Result<ExperimentReport, FilterError> {
+        metrics::experiment_report(
+            &self.facts,
+            &self.assignments,
+            self.program_share(),
+            filter,
+            &self.ctx,
+        )
+    }
+
+    /// The summary, with ROI and conversion from the program holdout when there is one.
+    fn summary(&self, f: &Filter) -> AppResult<SummaryReport> {
+        let summary = metrics::summary(&self.facts, f, &self.ctx).map_err(filter_problem)?;
+        let (roi, conversion) = if !self.program_listed() {
+            let why = "no experiment: the program has no holdout (set holdout_share_bp), \
+                       and comparing users with non-users shows correlation, not effect";
+            (Measurable::not(why), Measurable::not(why))
+        } else {
+            let e = self.program_report(f).map_err(filter_problem)?;
+            (e.roi, e.conversion)
+        };
+        Ok(SummaryReport {
+            currency: self.currency(),
+            summary,
+            roi,
+            conversion,
+        })
+    }
+
+    fn currency(&self) -> String {
+        self.settings.currency.to_string()
+    }
+}
+
+impl<S: Store> Engine<S> {
+    /// Reads a snapshot, then runs `report` on it on a blocking thread.
+    async fn report<T, F>(&self, filter: Filter, report: F) -> AppResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Snapshot, &Filter) -> AppResult<T> + Send + 'static,
+    {
+        check_filter(&filter).map_err(filter_problem)?;
+        let now = self.now();
+        let read_filter = filter.clone();
+        let snapshot = self
+            .store()
+            .read(job(move |tx| {
+                Box::pin(async move { read_snapshot(tx, now, &read_filter).await })
+            }))
+            .await?;
+        tokio::task::spawn_blocking(move || report(&snapshot, &filter))
+            .await
+            .map_err(|e| AppError::Store(crate::error::StoreError::Corrupt(e.to_string())))?
+    }
+
+    /// `GET /v1/metrics/summary`.
+    pub async fn metrics_summary(&self, filter: Filter) -> AppResult<SummaryReport> {
+        self.report(filter, |s, f| s.summary(f)).await
+    }
+
+    /// Every report on one snapshot: summary, retention, lifetime value and the program
+    /// experiment.
+    pub async fn metrics_report(&self, filter: Filter) -> AppResult<FullReport> {
+        self.report(filter, |s, f| {
+            Ok(FullReport {
+                summary: s.summary(f)?,
+                retention: metrics::retention(&s.facts, f, &s.ctx).map_err(filter_problem)?,
+                ltv: metrics::lifetime_value(&s.facts, f, &s.ctx).map_err(filter_problem)?,
+                program_experiment: match s.program_listed() {
+                    true => Some(s.program_report(f).map_err(filter_problem)?),
+                    false => None,
+                },
+            })
+        })
+        .await
+    }
+
+    /// `GET /v1/metrics/retention`.
+    pub async fn metrics_retention(
+        &self,
+        filter: Filter,
+    ) -> AppResult<CurrencyReport<RetentionReport>> {
+        self.report(filter, |s, f| {
+            Ok(CurrencyReport {
+                currency: s.currency(),
+                report: metrics::retention(&s.facts, f, &s.ctx).map_err(filter_problem)?,
+            })
+        })
+        .await
+    }
+
+    /// `GET /v1/metrics/ltv`.
+    pub async fn metrics_ltv(&self, filter: Filter) -> AppResult<CurrencyReport<LtvReport>> {
+        self.report(filter, |s, f| {
+            Ok(CurrencyReport {
+                currency: s.currency(),
+                report: metrics::lifetime_value(&s.facts, f, &s.ctx).map_err(filter_problem)?,
+            })
+        })
+        .await
+    }
+
+    /// `GET /v1/experiments`: the program holdout while one is configured or once one has
+    /// held customers out, and every other experiment with assignments.
+    pub async fn experiments(&self) -> AppResult<Vec<ExperimentInfo>> {
+        self.store()
+            .read(job(move |tx| {
+                Box::pin(async move {
+                    let settings = tx.program().await?.unwrap_or_default();
+                    let mut counts = tx.experiments().await?;
+                    // Customers recorded before any holdout are no experiment by themselves.
+                    let active = settings.holdout_share_bp.0 > 0;
+                    counts.retain(|c| {
+                        c.experiment_id != PROGRAM_EXPERIMENT || active || c.holdout > 0
+                    });
+                    if active && !counts.iter().any(|c| c.experiment_id == PROGRAM_EXPERIMENT) {
+                        counts.insert(
+                            0,
+                            ExperimentCounts {
+                                experiment_id: PROGRAM_EXPERIMENT.into(),
+                                treatment: 0,
+                                holdout: 0,
+                            },
+                        );
+                    }
+                    Ok(counts
+                        .into_iter()
+                        .map(|c| ExperimentInfo {
+                            holdout_share_bp: if c.experiment_id == PROGRAM_EXPERIMENT {
+                                settings.holdout_share_bp.0
+                            } else {
+                                0
+                            },
+                            id: c.experiment_id,
+                            treatment_customers: c.treatment,
+                            holdout_customers: c.holdout,
+                        })
+                        .collect())
+                })
+            }))
+            .await
+    }
+
+    /// `GET /v1/experiments/{id}`: only the program holdout exists so far.
+    pub async fn experiment(
+        &self,
+        id: String,
+        filter: Filter,
+    ) -> AppResult<CurrencyReport<ExperimentReport>> {
+        if id != PROGRAM_EXPERIMENT {
+            return Err(AppError::NotFound {
+                what: "experiment",
+                field: "experiment_id",
+            });
+        }
+        self.report(filter, |s, f| {
+            if !s.program_listed() {
+                return Err(AppError::NotFound {
+                    what: "experiment",
+                    field: "experiment_id",
+                });
+            }
+            Ok(CurrencyReport {
+                currency: s.currency(),
+                report: s.program_report(f).map_err(filter_problem)?,
+            })
+        })
+        .await
+    }
+}

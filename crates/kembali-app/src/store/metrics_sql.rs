@@ -1,0 +1,78 @@
+//! SQL text the metric reads share between the SQLite and PostgreSQL adapters (the same
+//! columns and integer arithmetic in both), so the two cannot drift apart.
+
+/// The returned value and clawed back cashback of every order with a returned line:
+/// channel, order id, returned value, clawed back (sums cast to BIGINT: PostgreSQL sums
+/// BIGINT into NUMERIC). The returned value of a line is net × returned qty / qty rounded
+/// half to even, exactly as `metrics::returned_value_minor` (integer division truncates in
+/// both databases and every operand is non-negative).
+macro_rules! returned_by_order {
+    () => {
+        "SELECT channel, order_id,
+           CAST(SUM(CASE
+                 WHEN returned_qty >= quantity THEN net
+                 WHEN 2 * ((net * returned_qty) % quantity) > quantity
+                   OR (2 * ((net * returned_qty) % quantity) = quantity
+                       AND ((net * returned_qty) / quantity) % 2 = 1)
+                 THEN (net * returned_qty) / quantity + 1
+                 ELSE (net * returned_qty) / quantity
+               END) AS BIGINT) AS returned,
+           CAST(SUM(clawed_back) AS BIGINT) AS clawed
+         FROM order_lines WHERE returned_qty > 0
+         GROUP BY channel, order_id"
+    };
+}
+
+/// See [`returned_by_order!`]: SQLite joins it to the orders in memory (its planner would
+/// probe an automatic index once per order, four times slower than a hash lookup).
+pub const RETURNED_BY_ORDER: &str = returned_by_order!();
+
+/// Every order's fact row, with [`RETURNED_BY_ORDER`] joined: customer, channel, store,
+/// placed_at, total, cashback, returned value, clawed back.
+pub const ORDER_FACTS: &str = concat!(
+    "SELECT o.customer_id, o.channel, o.store_id, o.placed_at, o.total, o.cashback,
+            COALESCE(r.returned, 0), COALESCE(r.clawed, 0)
+     FROM orders o LEFT JOIN (",
+    returned_by_order!(),
+    ") r ON r.channel = o.channel AND r.order_id = o.order_id"
+);
+
+/// Every expiry: customer, instant, amount expired.
+pub const EXPIRY_FACTS: &str = "
+SELECT j.customer_id, j.at, p.amount
+FROM journal j JOIN postings p ON p.seq = j.seq
+WHERE j.kind = 'expire' AND p.account = 'expired'";
+
+/// Per customer, the sum of pending + available + held postings of entries after the
+/// instant bound as the first parameter (written `$1`: SQLite reads it as a parameter too).
+/// Naming every kind lets both databases read the journal through its (kind, at) index; a
+/// test checks the list against `EntryKind::ALL`.
+pub const LIABILITY_MOVES_AFTER: &str = "
+SELECT j.customer_id, CAST(SUM(p.amount) AS BIGINT)
+FROM journal j JOIN postings p ON p.seq = j.seq
+WHERE j.kind IN ('earn', 'mature', 'hold', 'capture', 'release', 'expire', 'clawback',
+                 'debt_created', 'debt_repaid', 'restore')
+  AND j.at > $1
+  AND p.account IN ('pending', 'available', 'held')
+GROUP BY j.customer_id HAVING SUM(p.amount) <> 0";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kembali_core::ledger::EntryKind;
+
+    #[test]
+    fn liability_moves_read_every_kind_of_entry() {
+        let kinds = LIABILITY_MOVES_AFTER
+            .split_once("j.kind IN (")
+            .and_then(|(_, rest)| rest.split_once(')'))
+            .map(|(list, _)| list.split(',').count());
+        assert_eq!(kinds, Some(EntryKind::ALL.len()));
+        for kind in EntryKind::ALL {
+            assert!(
+                LIABILITY_MOVES_AFTER.contains(&format!("'{}'", kind.as_str())),
+                "{kind:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,226 @@
+//! The metrics and experiments endpoints: numbers, filters, bad input, roles and the
+//! definitions in the OpenAPI document.
+
+use crate::common::TestApp;
+use kembali_core::analytics::experiment::{assign, Arm};
+use kembali_core::ids::CustomerId;
+use kembali_core::money::BasisPoints;
+use serde_json::{json, Value};
+
+/// ana: web orders of 100,00 (day 0, returned on day 1) and 60,00 (day 8); bia: 40,00 on
+/// day 8. Cashback 5 %: 5,00 (clawed back), 3,00 and 2,00.
+async fn three_orders(app: &TestApp) {
+    app.order("ana", "o1", 10_000).await;
+    app.advance_days(1).await;
+    app.post(
+        "/v1/orders/o1/returns",
+        &app.admin,
+        json!({"return_id": "r1", "lines": [{"line_id": "l1", "quantity": 1}]}),
+    )
+    .await
+    .ok();
+    app.advance_days(7).await;
+    app.order("ana", "o2", 6_000).await;
+    app.order("bia", "o3", 4_000).await;
+}
+
+#[tokio::test]
+async fn the_summary_counts_orders_revenue_returns_and_cost() {
+    let app = TestApp::new().await;
+    three_orders(&app).await;
+    let res = app.get("/v1/metrics/summary", &app.analyst).await;
+    let s = res.ok();
+    // 3 orders of 2 customers; gross 20000, the 10000 order returned: net 10000, ticket
+    // 10000 / 3; ana ordered twice: repeat rate 1/2. Cashback 500 + 300 + 200 = 1000, of
+    // which 500 clawed back: cost 500, 5 % of net revenue.
+    assert_eq!(s["currency"], "BRL");
+    assert_eq!(s["period"]["from"], "2025-01-06");
+    assert_eq!(s["period"]["to"], "2025-01-14");
+    assert_eq!(
+        (s["orders"].as_u64(), s["active_customers"].as_u64()),
+        (Some(3), Some(2))
+    );
+    assert_eq!(
+        (
+            &s["gross_revenue_minor"],
+            &s["returned_minor"],
+            &s["net_revenue_minor"]
+        ),
+        (&json!(20_000), &json!(10_000), &json!(10_000))
+    );
+    assert_eq!(s["repeat_purchase_rate"], 0.5);
+    assert_eq!(s["cost"]["cost_minor"], 500);
+    assert_eq!(s["cost"]["cost_share_of_revenue"], 0.05);
+    // Pending 300 + 200 on day 8: the liability now.
+    assert_eq!(s["cost"]["liability_minor"], 500);
+    // No holdout: ROI and conversion cannot be measured, and the answer says so.
+    assert_eq!(s["roi"]["status"], "not_measurable");
+    assert!(s["roi"]["reason"].as_str().unwrap().contains("no holdout"));
+    assert_eq!(s["conversion"]["status"], "not_measurable");
+    // Filters: the period before day 8 holds only o1; no order on the app; segment of nobody.
+    let s = app
+        .get("/v1/metrics/summary?to=2025-01-13", &app.admin)
+        .await;
+    assert_eq!(s.ok()["orders"], 1);
+    let s = app.get("/v1/metrics/summary?channel=app", &app.admin).await;
+    assert_eq!(s.ok()["orders"], 0);
+    let s = app
+        .get("/v1/metrics/summary?segment=vip&store=s1", &app.admin)
+        .await;
+    assert_eq!(s.ok()["active_customers"], 0);
+}
+
+#[tokio::test]
+async fn bad_filters_are_refused_with_the_parameter_at_fault() {
+    let app = TestApp::new().await;
+    let cases = [
+        ("from=2025-13-01", "from", "invalid_date"),
+        ("to=yesterday", "to", "invalid_date"),
+        ("from=2025-1-5", "from", "invalid_date"),
+        ("from=2025-02-01&to=2025-01-01", "from", "invalid_period"),
+        ("from=2000-01-01&to=2025-01-01", "to", "invalid_period"),
+        ("channel=tv", "channel", "invalid_channel"),
+        ("store=a%20b", "store", "invalid_id"),
+        ("segment=", "segment", "invalid_id"),
+        ("campaign=c1", "campaign", "unknown_parameter"),
+        ("to=2025-01-01&to=2025-01-02", "to", "repeated_parameter"),
+    ];
+    for path in [
+        "/v1/metrics/summary",
+        "/v1/metrics/retention",
+        "/v1/metrics/ltv",
+        "/v1/experiments/program",
+    ] {
+        for (query, field, code) in cases {
+            app.get(&format!("{path}?{query}"), &app.admin)
+                .await
+                .invalid(field, code);
+        }
+    }
+    app.get("/v1/experiments/bad%20id", &app.admin)
+        .await
+        .invalid("experiment_id", "invalid_id");
+    app.get("/v1/experiments/campaign:c1", &app.admin)
+        .await
+        .problem(404, "not_found");
+}
+
+#[tokio::test]
+async fn retention_and_lifetime_value_by_cohort() {
+    let app = TestApp::new().await;
+    three_orders(&app).await;
+    let r = app.get("/v1/metrics/retention", &app.analyst).await;
+    // Both customers' first purchase is in January 2025, and both bought in it.
+    let cohorts = r.ok()["cohorts"].clone();
+    assert_eq!(
+        cohorts,
+        json!([{"cohort": "2025-01", "customers": 2, "retained": [2], "rates": [1.0]}])
+    );
+    let l = app.get("/v1/metrics/ltv", &app.analyst).await;
+    let l = l.ok();
+    // Historical: ana 0 + 6000, bia 4000: total 10000, mean 5000, median 4000, p90 6000.
+    assert_eq!(
+        l["historical"],
+        json!({"customers": 2, "total_minor": 10_000, "mean_minor": 5_000.0, "median_minor": 4_000, "p90_minor": 6_000})
+    );
+    // Two customers are far too few to fit the models on: said so, with the reason.
+    assert_eq!(l["predicted"]["status"], "not_measurable");
+    assert!(l["predicted"]["reason"]
+        .as_str()
+        .unwrap()
+        .starts_with("too few customers"));
+    assert_eq!(l["cohorts"][0]["predicted_mean_minor"], Value::Null);
+}
+
+/// The `nth` customer id that the default salt puts in `arm` at a 50 % share.
+fn customer_in(arm: Arm, nth: usize) -> String {
+    (0..1_000)
+        .map(|i| format!("k{i}"))
+        .filter(|c| {
+            assign(
+                "program",
+                &CustomerId::parse(c.as_str()).unwrap(),
+                BasisPoints(5_000),
+            ) == arm
+        })
+        .nth(nth)
+        .expect("customers in both arms")
+}
+
+#[tokio::test]
+async fn the_program_holdout_is_listed_and_reported_against_treatment() {
+    let app = TestApp::new().await;
+    assert_eq!(
+        app.get("/v1/experiments", &app.analyst).await.ok(),
+        &json!([])
+    );
+    app.get("/v1/experiments/program", &app.analyst)
+        .await
+        .problem(404, "not_found");
+    app.put(
+        "/v1/program",
+        &app.admin,
+        json!({"holdout_share_bp": 5_000}),
+    )
+    .await
+    .ok();
+    // Three treated customers spend 100,00, 200,00 and 300,00; three held out 100,00 each.
+    for (k, spend) in [10_000, 20_000, 30_000].into_iter().enumerate() {
+        let c = customer_in(Arm::Treatment, k);
+        let receipt = app.order(&c, &format!("t{k}"), spend).await;
+        assert_eq!(receipt["cashback_minor"], spend / 20);
+        let c = customer_in(Arm::Holdout, k);
+        let receipt = app.order(&c, &format!("h{k}"), 10_000).await;
+        assert_eq!(receipt["cashback_minor"], 0);
+    }
+    let list = app.get("/v1/experiments", &app.analyst).await;
+    assert_eq!(
+        list.ok(),
+        &json!([{"id": "program", "holdout_share_bp": 5_000, "treatment_customers": 3, "holdout_customers": 3}])
+    );
+    let r = app.get("/v1/experiments/program", &app.analyst).await;
+    let r = r.ok();
+    // Spend per customer 20000 vs 10000: difference 10000; cost 5 % of 60000 = 3000;
+    // incremental margin 10000 × 3 × 30 % = 9000: ROI (9000 − 3000) / 3000 = 2.
+    assert_eq!(
+        (
+            r["treatment_customers"].as_u64(),
+            r["holdout_customers"].as_u64()
+        ),
+        (Some(3), Some(3))
+    );
+    assert_eq!(r["spend_per_customer"]["status"], "measured");
+    assert_eq!(r["spend_per_customer"]["difference"], 10_000.0);
+    assert_eq!(r["roi"]["cashback_cost_minor"], 3_000);
+    assert_eq!(r["roi"]["roi"], 2.0);
+    assert_eq!(r["sample_ratio"]["mismatch"], false);
+    // Everyone ordered once: no variance in orders per customer, said so.
+    assert_eq!(r["orders_per_customer"]["status"], "not_measurable");
+    // The summary now carries the experiment's ROI.
+    let s = app.get("/v1/metrics/summary", &app.admin).await;
+    assert_eq!(s.ok()["roi"]["roi"], 2.0);
+}
+
+#[tokio::test]
+async fn the_openapi_document_carries_the_metric_definitions() {
+    let app = TestApp::new().await;
+    let doc = app.call("GET", "/openapi.json", None, None).await;
+    let doc = doc.ok();
+    let summary = doc["paths"]["/v1/metrics/summary"]["get"]["description"]
+        .as_str()
+        .unwrap();
+    assert!(summary.contains("`repeat_purchase_rate` = customers with ≥ 2 orders in scope"));
+    let ltv = doc["paths"]["/v1/metrics/ltv"]["get"]["description"]
+        .as_str()
+        .unwrap();
+    assert!(ltv.contains("BG/NBD"));
+    let exp = doc["paths"]["/v1/experiments/{experiment_id}"]["get"]["description"]
+        .as_str()
+        .unwrap();
+    assert!(exp.contains("sample_ratio"));
+    let params = doc["paths"]["/v1/metrics/retention"]["get"]["parameters"]
+        .as_array()
+        .unwrap();
+    let names: Vec<&str> = params.iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["from", "to", "channel", "store", "segment"]);
+}
