@@ -38,6 +38,9 @@ pub struct BenchReportArgs {
     /// reports again without refilling).
     #[arg(long)]
     pub fixture: Option<PathBuf>,
+    /// Time only the summaries, not the full report with its model fits.
+    #[arg(long)]
+    pub summary_only: bool,
     /// Seed of the fixture's generator.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
@@ -114,6 +117,9 @@ pub async fn run(args: BenchReportArgs) -> Result<()> {
         let times = time_runs(args.runs, || engine.metrics_summary(filter.clone())).await?;
         print_times(name, &times);
     }
+    if args.summary_only {
+        return Ok(());
+    }
     let times = time_runs(args.runs.min(3), || {
         engine.metrics_report(Filter::default())
     })
@@ -125,28 +131,52 @@ pub async fn run(args: BenchReportArgs) -> Result<()> {
     Ok(())
 }
 
-async fn time_runs<T, F, Fut>(runs: usize, mut f: F) -> Result<Vec<f64>>
+/// Wall-clock and CPU seconds (user + system, every thread of the process) of one run.
+struct Run {
+    wall: f64,
+    cpu: f64,
+}
+
+/// CPU seconds the process has used so far: on a busy machine a run's CPU time says what
+/// the report costs when its wall time does not.
+fn process_cpu_seconds() -> f64 {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes a whole rusage into the pointer it is given.
+    let usage = unsafe {
+        libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr());
+        usage.assume_init()
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
+async fn time_runs<T, F, Fut>(runs: usize, mut f: F) -> Result<Vec<Run>>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = kembali_app::AppResult<T>>,
 {
     let mut times = Vec::with_capacity(runs);
     for _ in 0..runs.max(1) {
-        let t = Instant::now();
+        let (t, cpu) = (Instant::now(), process_cpu_seconds());
         f().await.map_err(|e| anyhow::anyhow!("{e}"))?;
-        times.push(t.elapsed().as_secs_f64());
+        times.push(Run {
+            wall: t.elapsed().as_secs_f64(),
+            cpu: process_cpu_seconds() - cpu,
+        });
     }
     Ok(times)
 }
 
-fn print_times(name: &str, times: &[f64]) {
-    let mut sorted = times.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let all: Vec<String> = times.iter().map(|t| format!("{t:.3}")).collect();
+fn print_times(name: &str, runs: &[Run]) {
+    let median = |key: fn(&Run) -> f64| {
+        let mut v: Vec<f64> = runs.iter().map(key).collect();
+        v.sort_by(f64::total_cmp);
+        (v[v.len() / 2], v[0])
+    };
+    let ((wall, best), (cpu, _)) = (median(|r| r.wall), median(|r| r.cpu));
+    let all: Vec<String> = runs.iter().map(|r| format!("{:.3}", r.wall)).collect();
     println!(
-        "{name}: median {:.3} s, best {:.3} s (runs: {} s)",
-        sorted[sorted.len() / 2],
-        sorted[0],
+        "{name}: median {wall:.3} s, best {best:.3} s, median CPU {cpu:.3} s (runs: {} s)",
         all.join(", ")
     );
 }
