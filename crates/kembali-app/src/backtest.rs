@@ -12,7 +12,8 @@
 //!   replay itself from the start of the period (a draft has spent nothing before).
 //! - The program's current settings (base rate, zone) apply to the whole period. A customer
 //!   in the program holdout (their recorded arm, else the arm assignment gives now) earns
-//!   nothing, as live.
+//!   nothing, as live. A campaign's holdout likewise: a customer's recorded arm in
+//!   `campaign:<id>`, else the arm its assignment gives now, for the orders it reaches.
 //!
 //! Under those assumptions a backtest of the set that was live reproduces, to the cent, what
 //! the live run paid (a test holds it to that).
@@ -25,10 +26,11 @@
 
 use crate::campaign_admin::draft_set;
 use crate::campaigns::{
-    budget_debits, evaluate_with, usage_deltas, usage_for, zone, History, OrderInput,
+    budget_debits, evaluate_with, holdouts_reached, usage_deltas, usage_for, zone, History,
+    OrderInput,
 };
 use crate::error::{AppError, AppResult};
-use crate::experiments::held_out;
+use crate::experiments::{self, campaign_experiment, held_out};
 use crate::model::CampaignCreateRequest;
 use crate::store::{
     CustomerRecord, HistoricalOrder, HistoryCursor, Tx, UsagePeriod, UsageRow, PROGRAM_EXPERIMENT,
@@ -162,6 +164,8 @@ struct Replay {
     usage: HashMap<CustomerId, Vec<UsageRow>>,
     budgets: HashMap<CampaignId, i64>,
     profiles: HashMap<CustomerId, CustomerRecord>,
+    /// Recorded arms in the set's campaign holdouts.
+    campaign_arms: HashMap<(CampaignId, CustomerId), Arm>,
 }
 
 /// Per-campaign accumulators, keyed by (id, version).
@@ -197,6 +201,17 @@ pub async fn run(
         Duration::days(i64::from(ctx.settings.pending_days) + i64::from(ctx.settings.expiry_days));
 
     let mut replay = Replay::default();
+    for v in set
+        .versions()
+        .iter()
+        .filter(|v| v.rules.holdout().is_some())
+    {
+        for a in tx.assignments(&campaign_experiment(&v.id)).await? {
+            replay
+                .campaign_arms
+                .insert((v.id.clone(), a.customer_id), a.arm);
+        }
+    }
     let mut report = BacktestReport {
         from: req.from,
         to: req.to,
@@ -388,6 +403,19 @@ fn replay_order(
         at: h.placed_at,
         redeemed_minor: h.redeemed_minor,
     };
+    if set.has_holdouts() {
+        history.held_out = holdouts_reached(ctx, zone, set, &input, &history)
+            .into_iter()
+            .filter(|id| {
+                let recorded = replay.campaign_arms.get(&(id.clone(), cid.clone()));
+                let arm = recorded.copied().or_else(|| {
+                    set.version(id)
+                        .map(|v| experiments::campaign_arm_now(v, cid).0)
+                });
+                arm == Some(Arm::Holdout)
+            })
+            .collect();
+    }
     let starts = period_starts(h.placed_at, zone);
     let needs_usage = set.needs_usage();
     if needs_usage {

@@ -17,6 +17,7 @@
 //! arrive late too.
 
 use crate::error::{AppResult, StoreError};
+use crate::experiments::campaign_holdouts;
 use crate::store::{
     CampaignRecord, CampaignStatus, CustomerRecord, LotCampaign, Tx, UsagePeriod, UsageRow,
 };
@@ -24,9 +25,9 @@ use crate::wallet::Ctx;
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
 use kembali_core::campaign::{
-    budget_candidates, evaluate, favourite_category, parse, parse_zone, period_starts,
-    CampaignOutcome, CampaignSet, CampaignUsage, CampaignVersion, CustomerFacts, EvalContext,
-    Evaluation, Exclusions, PeriodStarts,
+    budget_candidates, evaluate, favourite_category, holdout_candidates, parse, parse_zone,
+    period_starts, CampaignOutcome, CampaignSet, CampaignUsage, CampaignVersion, CustomerFacts,
+    EvalContext, Evaluation, Exclusions, PeriodStarts,
 };
 use kembali_core::ids::{CampaignId, Category, PartnerId};
 use kembali_core::order::Order;
@@ -106,6 +107,8 @@ pub struct History {
     /// `(lookback days, favourite category)`.
     pub favourites: Vec<(u32, Category)>,
     pub usage: Vec<CampaignUsage>,
+    /// Campaigns whose holdout the customer is in (see [`crate::experiments`]).
+    pub held_out: Vec<CampaignId>,
 }
 
 /// The usage rows evaluation needs: one for every campaign with caps (a missing one would
@@ -253,11 +256,23 @@ fn eval_context<'a>(
             birthday: input.customer.birthday,
             segments: &input.customer.segments,
             favourites: &history.favourites,
+            held_out: &history.held_out,
         },
         partner: input.partner,
         campaigns: set,
         usage: &history.usage,
     }
+}
+
+/// The campaigns with a holdout that the order reaches (whose arm must be decided).
+pub fn holdouts_reached(
+    ctx: &Ctx,
+    zone: Tz,
+    set: &CampaignSet,
+    input: &OrderInput<'_>,
+    history: &History,
+) -> Vec<CampaignId> {
+    holdout_candidates(input.order, &eval_context(ctx, zone, set, input, history))
 }
 
 /// Evaluates an order inside its transaction, the customer already locked: reads the
@@ -282,6 +297,10 @@ pub async fn earn(
         if let Some(c) = favourite_category(spend.iter().map(|(c, s)| (c, *s))) {
             history.favourites.push((days, c.clone()));
         }
+    }
+    if set.has_holdouts() {
+        let reached = holdouts_reached(ctx, zone, set, input, &history);
+        history.held_out = campaign_holdouts(tx, set, &reached, cid, input.at).await?;
     }
     let needs_usage = set.needs_usage();
     let starts = period_starts(input.at, zone);

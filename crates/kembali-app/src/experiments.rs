@@ -2,6 +2,16 @@
 //! [`PROGRAM_EXPERIMENT`]) leaves a share of customers out of the whole program: they earn
 //! nothing, so that comparing them with everyone else shows what the program causes.
 //!
+//! A campaign with a `holdout` is an experiment too ([`campaign_experiment`],
+//! `campaign:<id>`), salted with its own salt or its id. A customer is assigned to it when
+//! first seen *by the campaign*: at their first order (of a program-treated customer) that
+//! the campaign matches and would pay something before caps
+//! ([`kembali_core::campaign::holdout_candidates`]), recorded at that order's instant. So
+//! the experiment's population is the customers the campaign reaches, and a held-out
+//! customer's orders are evaluated as if the campaign did not exist (the base rate and the
+//! other campaigns still pay). Program-held-out customers earn nothing and are never
+//! assigned to a campaign's experiment.
+//!
 //! A customer's arm is `experiment::assign(salt, id, share)`, recorded the first time an
 //! order of theirs is posted; from then on the recorded arm decides, whatever the share or
 //! salt become (a customer never moves between arms mid-experiment, and customers seen
@@ -12,10 +22,12 @@
 use crate::error::AppResult;
 use crate::store::{AssignmentRecord, Tx, PROGRAM_EXPERIMENT};
 use crate::wallet::Ctx;
+use chrono::{DateTime, Utc};
 use kembali_core::analytics::experiment::{assign, Arm};
-use kembali_core::campaign::Evaluation;
+use kembali_core::campaign::{CampaignSet, CampaignVersion, Evaluation};
 use kembali_core::cashback::{compute_cashback, EarnContext};
-use kembali_core::ids::CustomerId;
+use kembali_core::ids::{CampaignId, CustomerId};
+use kembali_core::money::BasisPoints;
 use kembali_core::order::Order;
 
 /// What a held-out customer's order lines say instead of a cashback explanation.
@@ -34,6 +46,51 @@ pub async fn program_arm(tx: &mut dyn Tx, ctx: &Ctx, customer: &CustomerId) -> A
         first_seen_at: ctx.now,
     };
     Ok(tx.record_assignment(&proposed).await?.arm)
+}
+
+/// The prefix of a campaign experiment's id.
+pub const CAMPAIGN_EXPERIMENT_PREFIX: &str = "campaign:";
+
+/// The id of campaign `id`'s holdout experiment: `campaign:<id>`.
+pub fn campaign_experiment(id: &CampaignId) -> String {
+    format!("{CAMPAIGN_EXPERIMENT_PREFIX}{id}")
+}
+
+/// The arm assignment gives `customer` in campaign `v`'s holdout now, with the share it
+/// gave (treated with share 0 when the campaign has no holdout).
+pub fn campaign_arm_now(v: &CampaignVersion, customer: &CustomerId) -> (Arm, BasisPoints) {
+    match v.rules.holdout() {
+        Some(h) => (assign(h.salt_for(&v.id), customer, h.share), h.share),
+        None => (Arm::Treatment, BasisPoints(0)),
+    }
+}
+
+/// The campaigns among `candidates` (those with a holdout that the order reaches) whose
+/// holdout the customer is in, recording their arm in each the first time they are seen
+/// (at `at`, the order's instant); a recorded arm decides from then on.
+pub async fn campaign_holdouts(
+    tx: &mut dyn Tx,
+    set: &CampaignSet,
+    candidates: &[CampaignId],
+    customer: &CustomerId,
+    at: DateTime<Utc>,
+) -> AppResult<Vec<CampaignId>> {
+    let mut held = Vec::new();
+    for id in candidates {
+        let Some(v) = set.version(id) else { continue };
+        let (arm, share_bp) = campaign_arm_now(v, customer);
+        let proposed = AssignmentRecord {
+            experiment_id: campaign_experiment(id),
+            customer_id: customer.clone(),
+            arm,
+            share_bp,
+            first_seen_at: at,
+        };
+        if tx.record_assignment(&proposed).await?.arm == Arm::Holdout {
+            held.push(id.clone());
+        }
+    }
+    Ok(held)
 }
 
 /// What a held-out customer's order earns: nothing on any line, each line saying why

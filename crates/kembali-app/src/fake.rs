@@ -601,6 +601,7 @@ impl Tx for State {
                     .sum(),
                 cashback_minor: o.cashback_minor,
                 clawed_back_minor: lines.map(|l| l.clawed_back_minor).sum(),
+                lot_id: o.lot_id,
             });
         }
         Ok(())
@@ -674,6 +675,19 @@ impl Tx for State {
                 d.pending_minor + d.available_minor + d.held_minor;
         }
         Ok(sums.into_iter().filter(|(_, v)| *v != 0).collect())
+    }
+    async fn metric_campaign_lots(
+        &mut self,
+        campaign: &CampaignId,
+        facts: &mut Facts,
+    ) -> StoreResult<()> {
+        facts.campaign_read(campaign);
+        for (id, lot) in &self.lots {
+            for p in lot.campaigns.iter().filter(|p| p.campaign_id == *campaign) {
+                facts.campaign_paid(campaign, *id, p.amount_minor);
+            }
+        }
+        Ok(())
     }
     async fn record_assignment(
         &mut self,

@@ -6,12 +6,14 @@
 
 use crate::engine::Engine;
 use crate::error::{AppError, AppResult};
-use crate::store::{job, ExperimentCounts, Store, Tx, PROGRAM_EXPERIMENT};
+use crate::experiments::{campaign_experiment, CAMPAIGN_EXPERIMENT_PREFIX};
+use crate::store::{job, CampaignRecord, ExperimentCounts, Store, Tx, PROGRAM_EXPERIMENT};
 use kembali_core::analytics::metrics::{
     self, check_filter, report_cutoff, Assignment, Comparison, ExperimentReport, Facts, Filter,
     FilterError, LtvReport, Measurable, ReportContext, RetentionReport, Roi, Summary,
 };
 use kembali_core::campaign::parse_zone;
+use kembali_core::ids::CampaignId;
 use kembali_core::money::BasisPoints;
 use kembali_core::program::ProgramSettings;
 use serde::Serialize;
@@ -42,6 +44,17 @@ pub struct FullReport {
     pub ltv: LtvReport,
     /// The program holdout's report, when there is one.
     pub program_experiment: Option<ExperimentReport>,
+    /// Every campaign experiment's report, by campaign id.
+    pub campaign_experiments: Vec<CampaignExperimentReport>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CampaignExperimentReport {
+    /// `campaign:<id>`.
+    pub experiment_id: String,
+    pub campaign_id: String,
+    #[serde(flatten)]
+    pub report: ExperimentReport,
 }
 
 /// An experiment, as listed.
@@ -60,6 +73,63 @@ struct Snapshot {
     ctx: ReportContext,
     facts: Facts,
     assignments: Vec<Assignment>,
+    /// The campaign experiments read: id, the share compared, assignments.
+    campaigns: Vec<CampaignExperiment>,
+}
+
+/// Which campaign experiments a report reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Reads {
+    None,
+    One(CampaignId),
+    All,
+}
+
+struct CampaignExperiment {
+    id: CampaignId,
+    share: BasisPoints,
+    assignments: Vec<Assignment>,
+}
+
+/// The holdout share a campaign's current definition sets, if it has a holdout.
+fn defined_share(c: &CampaignRecord) -> Option<BasisPoints> {
+    let h = c.current.definition.holdout.as_ref()?;
+    Some(BasisPoints(u32::try_from(h.share_bp).unwrap_or(0)))
+}
+
+/// The share an experiment compares: the one in force, or, once its holdout has ended, the
+/// one of the last customer assigned under a holdout. 0 = no experiment (customers recorded
+/// under share 0 were seen before any holdout and stay treated).
+fn compared_share(now: BasisPoints, assignments: &[Assignment]) -> BasisPoints {
+    if now.0 > 0 {
+        return now;
+    }
+    assignments
+        .iter()
+        .filter(|a| a.share.0 > 0)
+        .max_by_key(|a| a.first_seen_at)
+        .map_or(BasisPoints(0), |a| a.share)
+}
+
+/// The assignments of an experiment whose customers the facts know.
+async fn assignments_of(
+    tx: &mut dyn Tx,
+    facts: &Facts,
+    experiment_id: &str,
+) -> AppResult<Vec<Assignment>> {
+    Ok(tx
+        .assignments(experiment_id)
+        .await?
+        .into_iter()
+        .filter_map(|a| {
+            Some(Assignment {
+                customer: facts.find_customer(a.customer_id.as_str())?,
+                arm: a.arm,
+                first_seen_at: a.first_seen_at,
+                share: a.share_bp,
+            })
+        })
+        .collect())
 }
 
 fn filter_problem(e: FilterError) -> AppError {
@@ -75,6 +145,7 @@ async fn read_snapshot(
     tx: &mut dyn Tx,
     now: chrono::DateTime<chrono::Utc>,
     filter: &Filter,
+    reads: &Reads,
 ) -> AppResult<Snapshot> {
     let settings = tx.program().await?.unwrap_or_default();
     let ctx = ReportContext {
@@ -93,24 +164,51 @@ async fn read_snapshot(
             facts.customers[ix as usize].liability_minor -= moved;
         }
     }
-    let assignments = tx
-        .assignments(PROGRAM_EXPERIMENT)
-        .await?
-        .into_iter()
-        .filter_map(|a| {
-            Some(Assignment {
-                customer: facts.find_customer(a.customer_id.as_str())?,
-                arm: a.arm,
-                first_seen_at: a.first_seen_at,
-                share: a.share_bp,
-            })
-        })
-        .collect();
+    let assignments = assignments_of(tx, &facts, PROGRAM_EXPERIMENT).await?;
+    let stored = match (reads, &filter.campaign) {
+        (Reads::None, None) => Vec::new(),
+        _ => tx.campaigns().await?,
+    };
+    if let Some(c) = &filter.campaign {
+        if !stored.iter().any(|s| s.current.campaign_id == *c) {
+            return Err(AppError::invalid(
+                "campaign",
+                "unknown_campaign",
+                format!("no campaign {c}"),
+            ));
+        }
+        tx.metric_campaign_lots(c, &mut facts).await?;
+    }
+    let mut campaigns = Vec::new();
+    for c in &stored {
+        let id = &c.current.campaign_id;
+        match reads {
+            Reads::One(one) if one == id => {}
+            Reads::All => {}
+            _ => continue,
+        }
+        let assignments = assignments_of(tx, &facts, &campaign_experiment(id)).await?;
+        let share = compared_share(defined_share(c).unwrap_or(BasisPoints(0)), &assignments);
+        // A campaign is an experiment while its definition has a holdout, or once its
+        // holdout has held customers out.
+        if defined_share(c).is_none() && share.0 == 0 {
+            continue;
+        }
+        if filter.campaign.as_ref() != Some(id) {
+            tx.metric_campaign_lots(id, &mut facts).await?;
+        }
+        campaigns.push(CampaignExperiment {
+            id: id.clone(),
+            share,
+            assignments,
+        });
+    }
     Ok(Snapshot {
         settings,
         ctx,
         facts,
         assignments,
+        campaigns,
     })
 }
 
@@ -119,14 +217,7 @@ impl Snapshot {
     /// has ended, the one of the last customer assigned under a holdout. 0 = no experiment
     /// (customers recorded under share 0 were seen before any holdout and stay treated).
     fn program_share(&self) -> BasisPoints {
-        if self.settings.holdout_share_bp.0 > 0 {
-            return self.settings.holdout_share_bp;
-        }
-        self.assignments
-            .iter()
-            .filter(|a| a.share.0 > 0)
-            .max_by_key(|a| a.first_seen_at)
-            .map_or(BasisPoints(0), |a| a.share)
+        compared_share(self.settings.holdout_share_bp, &self.assignments)
     }
 
     /// The program experiment exists when a holdout is or was configured.
@@ -139,9 +230,31 @@ impl Snapshot {
             &self.facts,
             &self.assignments,
             self.program_share(),
+            None,
             filter,
             &self.ctx,
         )
+    }
+
+    fn campaign_report(
+        &self,
+        e: &CampaignExperiment,
+        filter: &Filter,
+    ) -> AppResult<CampaignExperimentReport> {
+        let report = metrics::experiment_report(
+            &self.facts,
+            &e.assignments,
+            e.share,
+            Some(&e.id),
+            filter,
+            &self.ctx,
+        )
+        .map_err(filter_problem)?;
+        Ok(CampaignExperimentReport {
+            experiment_id: campaign_experiment(&e.id),
+            campaign_id: e.id.to_string(),
+            report,
+        })
     }
 
     /// The summary, with ROI and conversion from the program holdout when there is one.
@@ -170,7 +283,7 @@ impl Snapshot {
 
 impl<S: Store> Engine<S> {
     /// Reads a snapshot, then runs `report` on it on a blocking thread.
-    async fn report<T, F>(&self, filter: Filter, report: F) -> AppResult<T>
+    async fn report<T, F>(&self, filter: Filter, reads: Reads, report: F) -> AppResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&Snapshot, &Filter) -> AppResult<T> + Send + 'static,
@@ -181,7 +294,7 @@ impl<S: Store> Engine<S> {
         let snapshot = self
             .store()
             .read(job(move |tx| {
-                Box::pin(async move { read_snapshot(tx, now, &read_filter).await })
+                Box::pin(async move { read_snapshot(tx, now, &read_filter, &reads).await })
             }))
             .await?;
         tokio::task::spawn_blocking(move || report(&snapshot, &filter))
@@ -191,13 +304,13 @@ impl<S: Store> Engine<S> {
 
     /// `GET /v1/metrics/summary`.
     pub async fn metrics_summary(&self, filter: Filter) -> AppResult<SummaryReport> {
-        self.report(filter, |s, f| s.summary(f)).await
+        self.report(filter, Reads::None, |s, f| s.summary(f)).await
     }
 
-    /// Every report on one snapshot: summary, retention, lifetime value and the program
-    /// experiment.
+    /// Every report on one snapshot: summary, retention, lifetime value, the program
+    /// experiment and every campaign experiment.
     pub async fn metrics_report(&self, filter: Filter) -> AppResult<FullReport> {
-        self.report(filter, |s, f| {
+        self.report(filter, Reads::All, |s, f| {
             Ok(FullReport {
                 summary: s.summary(f)?,
                 retention: metrics::retention(&s.facts, f, &s.ctx).map_err(filter_problem)?,
@@ -206,6 +319,11 @@ impl<S: Store> Engine<S> {
                     true => Some(s.program_report(f).map_err(filter_problem)?),
                     false => None,
                 },
+                campaign_experiments: s
+                    .campaigns
+                    .iter()
+                    .map(|e| s.campaign_report(e, f))
+                    .collect::<AppResult<_>>()?,
             })
         })
         .await
@@ -216,7 +334,7 @@ impl<S: Store> Engine<S> {
         &self,
         filter: Filter,
     ) -> AppResult<CurrencyReport<RetentionReport>> {
-        self.report(filter, |s, f| {
+        self.report(filter, Reads::None, |s, f| {
             Ok(CurrencyReport {
                 currency: s.currency(),
                 report: metrics::retention(&s.facts, f, &s.ctx).map_err(filter_problem)?,
@@ -227,7 +345,7 @@ impl<S: Store> Engine<S> {
 
     /// `GET /v1/metrics/ltv`.
     pub async fn metrics_ltv(&self, filter: Filter) -> AppResult<CurrencyReport<LtvReport>> {
-        self.report(filter, |s, f| {
+        self.report(filter, Reads::None, |s, f| {
             Ok(CurrencyReport {
                 currency: s.currency(),
                 report: metrics::lifetime_value(&s.facts, f, &s.ctx).map_err(filter_problem)?,
@@ -237,68 +355,84 @@ impl<S: Store> Engine<S> {
     }
 
     /// `GET /v1/experiments`: the program holdout while one is configured or once one has
-    /// held customers out, and every other experiment with assignments.
+    /// held customers out, and every campaign experiment: each campaign whose definition
+    /// has a holdout or whose holdout has held customers out.
     pub async fn experiments(&self) -> AppResult<Vec<ExperimentInfo>> {
         self.store()
             .read(job(move |tx| {
                 Box::pin(async move {
                     let settings = tx.program().await?.unwrap_or_default();
-                    let mut counts = tx.experiments().await?;
-                    // Customers recorded before any holdout are no experiment by themselves.
-                    let active = settings.holdout_share_bp.0 > 0;
-                    counts.retain(|c| {
-                        c.experiment_id != PROGRAM_EXPERIMENT || active || c.holdout > 0
-                    });
-                    if active && !counts.iter().any(|c| c.experiment_id == PROGRAM_EXPERIMENT) {
-                        counts.insert(
-                            0,
-                            ExperimentCounts {
-                                experiment_id: PROGRAM_EXPERIMENT.into(),
+                    let counts = tx.experiments().await?;
+                    let count = |id: &str| {
+                        counts
+                            .iter()
+                            .find(|c| c.experiment_id == id)
+                            .cloned()
+                            .unwrap_or(ExperimentCounts {
+                                experiment_id: id.to_string(),
                                 treatment: 0,
                                 holdout: 0,
-                            },
-                        );
+                            })
+                    };
+                    let info = |c: ExperimentCounts, share: BasisPoints| ExperimentInfo {
+                        id: c.experiment_id,
+                        holdout_share_bp: share.0,
+                        treatment_customers: c.treatment,
+                        holdout_customers: c.holdout,
+                    };
+                    let mut out = Vec::new();
+                    // Customers recorded before any holdout are no experiment by themselves.
+                    let program = count(PROGRAM_EXPERIMENT);
+                    if settings.holdout_share_bp.0 > 0 || program.holdout > 0 {
+                        out.push(info(program, settings.holdout_share_bp));
                     }
-                    Ok(counts
-                        .into_iter()
-                        .map(|c| ExperimentInfo {
-                            holdout_share_bp: if c.experiment_id == PROGRAM_EXPERIMENT {
-                                settings.holdout_share_bp.0
-                            } else {
-                                0
-                            },
-                            id: c.experiment_id,
-                            treatment_customers: c.treatment,
-                            holdout_customers: c.holdout,
-                        })
-                        .collect())
+                    for c in tx.campaigns().await? {
+                        let counts = count(&campaign_experiment(&c.current.campaign_id));
+                        match defined_share(&c) {
+                            Some(share) => out.push(info(counts, share)),
+                            None if counts.holdout > 0 => out.push(info(counts, BasisPoints(0))),
+                            None => {}
+                        }
+                    }
+                    Ok(out)
                 })
             }))
             .await
     }
 
-    /// `GET /v1/experiments/{id}`: only the program holdout exists so far.
+    /// `GET /v1/experiments/{id}`: `program`, or `campaign:<id>` for a campaign listed by
+    /// [`Engine::experiments`]; anything else is not found.
     pub async fn experiment(
         &self,
         id: String,
         filter: Filter,
     ) -> AppResult<CurrencyReport<ExperimentReport>> {
-        if id != PROGRAM_EXPERIMENT {
-            return Err(AppError::NotFound {
-                what: "experiment",
-                field: "experiment_id",
-            });
+        let not_found = || AppError::NotFound {
+            what: "experiment",
+            field: "experiment_id",
+        };
+        if id == PROGRAM_EXPERIMENT {
+            return self
+                .report(filter, Reads::None, move |s, f| {
+                    if !s.program_listed() {
+                        return Err(not_found());
+                    }
+                    Ok(CurrencyReport {
+                        currency: s.currency(),
+                        report: s.program_report(f).map_err(filter_problem)?,
+                    })
+                })
+                .await;
         }
-        self.report(filter, |s, f| {
-            if !s.program_listed() {
-                return Err(AppError::NotFound {
-                    what: "experiment",
-                    field: "experiment_id",
-                });
-            }
+        let campaign = id
+            .strip_prefix(CAMPAIGN_EXPERIMENT_PREFIX)
+            .and_then(|c| CampaignId::parse(c).ok())
+            .ok_or_else(not_found)?;
+        self.report(filter, Reads::One(campaign), move |s, f| {
+            let e = s.campaigns.first().ok_or_else(not_found)?;
             Ok(CurrencyReport {
                 currency: s.currency(),
-                report: s.program_report(f).map_err(filter_problem)?,
+                report: s.campaign_report(e, f)?.report,
             })
         })
         .await

@@ -842,7 +842,7 @@ pub struct CampaignCreateRequest {
     /// Stable across versions; letters, digits, `-`, `_`, `.`, `:` (e.g. `black-friday-2026`).
     pub id: String,
     /// The definition: `name`, `window`, `conditions`, `reward`, `caps`, `stacking`,
-    /// `funding` (see the campaign guide in the README).
+    /// `funding`, `holdout` (see the campaign guide in the README).
     #[schema(value_type = Object)]
     pub definition: kembali_core::campaign::RawCampaign,
 }
@@ -920,6 +920,10 @@ pub struct CampaignOutcomeView {
     #[schema(value_type = Object)]
     pub funding: kembali_core::campaign::Funding,
     pub explanation: String,
+    /// Present (true) when the customer is in the campaign's holdout: it paid nothing, and
+    /// `uncapped_minor` is what it would have paid before caps.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub held_out: bool,
 }
 
 impl From<&kembali_core::campaign::CampaignOutcome> for CampaignOutcomeView {
@@ -934,6 +938,7 @@ impl From<&kembali_core::campaign::CampaignOutcome> for CampaignOutcomeView {
             capped_by: o.capped_by.clone(),
             funding: o.funding.clone(),
             explanation: o.explanation.clone(),
+            held_out: o.held_out,
         }
     }
 }

@@ -136,6 +136,7 @@ fn bench(c: &mut Criterion) {
             birthday: None,
             segments: &segments,
             favourites: &favourites,
+            held_out: &[],
         },
         partner: None,
         campaigns: &set,

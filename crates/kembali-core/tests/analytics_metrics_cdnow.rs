@@ -37,6 +37,7 @@ fn lifetime_value_on_cdnow_fits_the_published_models_and_predicts_with_them() {
             returned_minor: 0,
             cashback_minor: 0,
             clawed_back_minor: 0,
+            lot_id: None,
         });
         purchases.entry(r.sample_id).or_default().push(r.purchase());
     }

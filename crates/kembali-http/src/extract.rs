@@ -16,7 +16,7 @@ use chrono::NaiveDate;
 use kembali_app::engine::{request_hash, Idem};
 use kembali_core::analytics::metrics::Filter;
 use kembali_core::ids::{
-    Channel, CustomerId, ExperimentId, IdError, OrderId, RedemptionId, Segment, StoreId,
+    CampaignId, Channel, CustomerId, ExperimentId, IdError, OrderId, RedemptionId, Segment, StoreId,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -257,12 +257,13 @@ fn channel_param(value: &str) -> Result<Channel, ApiError> {
     })
 }
 
-/// `?from=&to=&channel=&store=&segment=` of a metrics report.
+/// `?from=&to=&channel=&store=&segment=&campaign=` of a metrics report.
 #[derive(Debug, Default)]
 pub struct MetricsQuery(pub Filter);
 
 impl QueryParams for MetricsQuery {
-    const NAMES: &'static [&'static str] = &["from", "to", "channel", "store", "segment"];
+    const NAMES: &'static [&'static str] =
+        &["from", "to", "channel", "store", "segment", "campaign"];
     fn set(&mut self, name: &str, value: String) -> Result<(), ApiError> {
         let f = &mut self.0;
         let id_problem =
@@ -283,6 +284,9 @@ impl QueryParams for MetricsQuery {
             }
             "channel" => f.channel = Some(channel_param(&value)?),
             "store" => f.store = Some(StoreId::parse(value).map_err(|e| id_problem("store", e))?),
+            "campaign" => {
+                f.campaign = Some(CampaignId::parse(value).map_err(|e| id_problem("campaign", e))?)
+            }
             _ => f.segment = Some(Segment::parse(value).map_err(|e| id_problem("segment", e))?),
         }
         Ok(())

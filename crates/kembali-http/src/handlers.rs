@@ -395,6 +395,10 @@ pub struct MetricsParams {
     pub store: Option<String>,
     /// Only customers in this segment.
     pub segment: Option<String>,
+    /// Only orders on which this campaign paid cashback, and the customers with such an
+    /// order (their whole wallets for redemptions, expiries and liability). An unknown
+    /// campaign is refused (`unknown_campaign`).
+    pub campaign: Option<String>,
 }
 
 #[utoipa::path(
@@ -461,7 +465,7 @@ impl From<ExperimentInfo> for ExperimentView {
 
 #[utoipa::path(
     get, path = "/v1/experiments", tag = "metrics",
-    responses((status = 200, description = "Experiments: the program holdout when configured or assigned", body = Vec<ExperimentView>)),
+    responses((status = 200, description = "Experiments: the program holdout when configured or assigned, and `campaign:<id>` for every campaign whose definition has a holdout or whose holdout has held customers out", body = Vec<ExperimentView>)),
 )]
 pub async fn list_experiments<S: Store>(
     _auth: Auth<Analytics>,
@@ -473,7 +477,7 @@ pub async fn list_experiments<S: Store>(
 
 #[utoipa::path(
     get, path = "/v1/experiments/{experiment_id}", tag = "metrics",
-    params(("experiment_id" = String, Path, description = "`program`"), MetricsParams),
+    params(("experiment_id" = String, Path, description = "`program`, or `campaign:<campaign id>` (the colon may be sent as `%3A`)"), MetricsParams),
     responses(
         (status = 200, description = "Treatment vs holdout (definitions above)", body = Object),
         (status = 404, description = "No such experiment (`not_found`)", body = Problem),

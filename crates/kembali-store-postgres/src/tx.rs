@@ -1407,6 +1407,7 @@ impl Tx for PgTx<'_> {
                 cashback_minor: r.try_get(5).map_err(db_err)?,
                 returned_minor: r.try_get(6).map_err(db_err)?,
                 clawed_back_minor: r.try_get(7).map_err(db_err)?,
+                lot_id: r.try_get(8).map_err(db_err)?,
             });
         }
         Ok(())
@@ -1469,6 +1470,19 @@ impl Tx for PgTx<'_> {
         rows.into_iter()
             .map(|(c, sum)| Ok((id(CustomerId::parse(c))?, sum)))
             .collect()
+    }
+
+    async fn metric_campaign_lots(&mut self, campaign: &CampaignId, facts: &mut Facts) -> R<()> {
+        facts.campaign_read(campaign);
+        let rows: Vec<(i64, String)> = sqlx::query_as(metrics_sql::CAMPAIGN_LOTS)
+            .bind(metrics_sql::campaign_lots_pattern(campaign))
+            .fetch_all(&mut *self.conn)
+            .await
+            .map_err(db_err)?;
+        for (lot_id, json) in rows {
+            metrics_sql::add_campaign_lot(facts, campaign, lot_id, &json)?;
+        }
+        Ok(())
     }
 
     async fn record_assignment(&mut self, a: &AssignmentRecord) -> R<AssignmentRecord> {

@@ -1541,7 +1541,8 @@ impl Tx for SqliteTx<'_> {
                     .and_then(|v| v.iter().find(|(c, _, _)| *c == ch))
                     .map_or((0, 0), |&(_, ret, claw)| (ret, claw)),
             };
-            if let Some(lot_id) = r.get::<_, Option<i64>>(7).map_err(db_err)? {
+            let lot_id = r.get::<_, Option<i64>>(7).map_err(db_err)?;
+            if let Some(lot_id) = lot_id {
                 facts.earned_lot(lot_id, ch);
             }
             facts.orders.push(OrderFact {
@@ -1553,6 +1554,7 @@ impl Tx for SqliteTx<'_> {
                 cashback_minor: r.get(5).map_err(db_err)?,
                 returned_minor,
                 clawed_back_minor,
+                lot_id,
             });
             Ok(())
         })
@@ -1614,6 +1616,22 @@ impl Tx for SqliteTx<'_> {
             Ok((id(CustomerId::parse(cid))?, sum))
         })
         .collect()
+    }
+
+    async fn metric_campaign_lots(&mut self, campaign: &CampaignId, facts: &mut Facts) -> R<()> {
+        facts.campaign_read(campaign);
+        let mut st = self
+            .conn
+            .prepare_cached(metrics_sql::CAMPAIGN_LOTS)
+            .map_err(db_err)?;
+        let mut rows = st
+            .query([metrics_sql::campaign_lots_pattern(campaign)])
+            .map_err(db_err)?;
+        while let Some(r) = rows.next().map_err(db_err)? {
+            let lot_id: i64 = r.get(0).map_err(db_err)?;
+            metrics_sql::add_campaign_lot(facts, campaign, lot_id, text(r, 1)?)?;
+        }
+        Ok(())
     }
 
     async fn record_assignment(&mut self, a: &AssignmentRecord) -> R<AssignmentRecord> {

@@ -10,6 +10,7 @@ use kembali_app::store::{
     OrderKey, Store, UsagePeriod, UsageRow,
 };
 use kembali_app::AppError;
+use kembali_core::analytics::experiment::Arm;
 use kembali_core::campaign::{CampaignOutcome, RawCampaign};
 use kembali_core::ids::{CampaignId, Category, Channel, OrderId};
 use kembali_core::program::ClawbackPolicy;
@@ -558,7 +559,8 @@ fn live_campaigns() -> Vec<kembali_app::model::CampaignCreateRequest> {
                 "conditions": { "categories": ["garden"] },
                 "reward": { "kind": "percent", "rate_bp": 300 },
                 "caps": { "per_order_minor": 200 },
-                "stacking": { "mode": "stackable" }
+                "stacking": { "mode": "stackable" },
+                "holdout": { "share_bp": 5000 }
             }),
         ),
         (
@@ -648,6 +650,17 @@ pub async fn a_backtest_of_the_live_campaigns_pays_what_they_paid<S: Store>(stor
         campaigns: live_campaigns(),
         include_active: false,
     };
+    // The campaign holdout held some of green's customers out, live; the replay agrees.
+    let green = h
+        .engine
+        .store()
+        .read(job(|tx| {
+            Box::pin(async move { Ok(tx.assignments("campaign:green").await?) })
+        }))
+        .await
+        .unwrap();
+    assert!(green.iter().any(|a| a.arm == Arm::Holdout));
+    assert!(green.iter().any(|a| a.arm == Arm::Treatment));
     let same = h.engine.backtest(period.clone()).await.unwrap();
     assert_eq!(same.orders, 90);
     assert_eq!(same.cost.actual_minor, paid);

@@ -31,7 +31,8 @@ macro_rules! conformance_tests {
         );
         $crate::conformance_tests!(@cases $make; metrics;
             metric_facts_and_liability_at_a_past_date,
-            the_program_holdout_earns_nothing_and_sticks
+            the_program_holdout_earns_nothing_and_sticks,
+            a_campaign_holdout_leaves_the_base_rate_and_sticks
         );
 
         #[test]

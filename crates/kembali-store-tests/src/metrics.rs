@@ -275,3 +275,167 @@ pub async fn the_program_holdout_earns_nothing_and_sticks<S: Store>(store: S) {
     want.sort();
     assert_eq!(arms, want);
 }
+
+/// A campaign's holdout: a held-out customer earns the base rate but nothing from the
+/// campaign (the order says so), is recorded once, at their first order the campaign
+/// reaches, and stays held out when the holdout's salt changes; customers the campaign
+/// never reaches are not assigned. The experiment is listed and reported, and a campaign
+/// filter keeps the orders the campaign paid on.
+pub async fn a_campaign_holdout_leaves_the_base_rate_and_sticks<S: Store>(store: S) {
+    use kembali_app::model::{CampaignCreateRequest, CampaignUpdateRequest};
+    use kembali_core::ids::CampaignId;
+    let h = Harness::new(store).await;
+    let half = BasisPoints(5_000);
+    let definition = |salt: &str| {
+        serde_json::from_value(serde_json::json!({
+            "name": "Double",
+            "window": { "starts_on": "2000-01-01", "ends_on": "2100-12-31" },
+            "conditions": { "channels": ["web"] },
+            "reward": { "kind": "percent", "rate_bp": 1000 },
+            "stacking": { "mode": "stackable" },
+            "holdout": { "share_bp": 5000, "salt": salt }
+        }))
+        .unwrap()
+    };
+    h.engine
+        .create_campaign(
+            "test",
+            CampaignCreateRequest {
+                id: "double".into(),
+                definition: definition("s1"),
+            },
+        )
+        .await
+        .unwrap();
+    let treated = customer_in(Arm::Treatment, "s1", half, 0);
+    let out = customer_in(Arm::Holdout, "s1", half, 0);
+    let lines: &[(&str, &str, i64, i64)] = &[("1", "book", 1, 10_000), ("2", "pen", 1, 1_000)];
+    // An app order: the campaign does not reach it, so nobody is assigned yet.
+    let r = h
+        .order(Channel::App, None, "A1", &out, lines, None)
+        .await
+        .unwrap();
+    assert_eq!(r.cashback_minor, 550);
+    let assigned = || async {
+        h.engine
+            .store()
+            .read(job(|tx| {
+                Box::pin(async move { Ok(tx.assignments("campaign:double").await?) })
+            }))
+            .await
+            .unwrap()
+    };
+    assert!(assigned().await.is_empty());
+    h.advance(chrono::Duration::hours(1)).await;
+    let first_seen = h.clock_now();
+    // Treated: 5 % base + 10 % campaign.
+    let r = h
+        .order(Channel::Web, None, "T1", &treated, lines, None)
+        .await
+        .unwrap();
+    assert_eq!(r.cashback_minor, 550 + 1_100);
+    // Held out: the base rate alone; the campaign is listed as held out, paying nothing.
+    let r = h
+        .order(Channel::Web, None, "H1", &out, lines, None)
+        .await
+        .unwrap();
+    assert_eq!(r.cashback_minor, 550);
+    let held = r
+        .campaigns
+        .iter()
+        .find(|c| c.campaign_id == "double")
+        .unwrap();
+    assert!(held.held_out);
+    assert_eq!((held.amount_minor, held.uncapped_minor), (0, 1_100));
+    assert!(held.explanation.contains("holdout"), "{}", held.explanation);
+    assert!(r.lines.iter().all(|l| l.explanation.ends_with("held out")));
+    assert!(r.lines.iter().all(|l| l.rules.len() == 1));
+    // Sticky: with another salt the campaign would treat `out`, but the record decides.
+    let other_salt = (0..1_000)
+        .map(|i| format!("s{i}"))
+        .find(|s| assign(s, &cid(&out), half) == Arm::Treatment)
+        .unwrap();
+    h.engine
+        .update_campaign(
+            "test",
+            CampaignId::parse("double").unwrap(),
+            CampaignUpdateRequest {
+                definition: definition(&other_salt),
+                expected_version: None,
+            },
+        )
+        .await
+        .unwrap();
+    h.advance(chrono::Duration::hours(1)).await;
+    let r = h
+        .order(Channel::Web, None, "H2", &out, lines, None)
+        .await
+        .unwrap();
+    assert_eq!(r.cashback_minor, 550);
+    h.assert_invariants(&[&treated, &out]).await;
+    // Recorded once each, at the first order the campaign reached.
+    let mut arms: Vec<(String, &str, u32, bool)> = assigned()
+        .await
+        .into_iter()
+        .map(|a| {
+            (
+                a.customer_id.to_string(),
+                a.arm.as_str(),
+                a.share_bp.0,
+                a.first_seen_at == first_seen,
+            )
+        })
+        .collect();
+    arms.sort();
+    let mut expected = vec![
+        (treated.clone(), "treatment", 5_000, true),
+        (out.clone(), "holdout", 5_000, true),
+    ];
+    expected.sort();
+    assert_eq!(arms, expected);
+
+    let listed = h.engine.experiments().await.unwrap();
+    let e = listed
+        .iter()
+        .find(|e| e.id == "campaign:double")
+        .expect("the campaign experiment is listed");
+    assert_eq!(
+        (
+            e.holdout_share_bp,
+            e.treatment_customers,
+            e.holdout_customers
+        ),
+        (5_000, 1, 1)
+    );
+    // From first seen: `out`'s app order (before) is not counted; the campaign's cost is
+    // what it paid the treated customer.
+    let report = h
+        .engine
+        .experiment("campaign:double".into(), Filter::default())
+        .await
+        .unwrap()
+        .report;
+    assert_eq!(
+        (report.treatment_customers, report.holdout_customers),
+        (1, 1)
+    );
+    let orders = report.orders_per_customer.measured();
+    assert!(orders.is_none(), "one customer per arm has no variance");
+    let missing = h
+        .engine
+        .experiment("campaign:nothing".into(), Filter::default())
+        .await;
+    assert!(matches!(
+        missing,
+        Err(kembali_app::AppError::NotFound { .. })
+    ));
+    let only_double = Filter {
+        campaign: Some(CampaignId::parse("double").unwrap()),
+        ..Filter::default()
+    };
+    let s = h.engine.metrics_summary(only_double).await.unwrap().summary;
+    assert_eq!(
+        (s.orders, s.active_customers, s.cost.cashback_earned_minor),
+        (1, 1, 1_650)
+    );
+}

@@ -10,8 +10,8 @@ use kembali_app::clock::SystemClock;
 use kembali_app::metrics::FullReport;
 use kembali_app::store::Store;
 use kembali_app::Engine;
-use kembali_core::analytics::metrics::{Comparison, Filter, Measurable};
-use kembali_core::ids::{Channel, Segment, StoreId};
+use kembali_core::analytics::metrics::{Comparison, ExperimentReport, Filter, Measurable};
+use kembali_core::ids::{CampaignId, Channel, Segment, StoreId};
 use kembali_core::money::format_minor;
 use serde_json::Value;
 use std::fmt::Write;
@@ -43,12 +43,19 @@ pub struct ReportArgs {
     /// Only customers in this segment.
     #[arg(long, value_parser = parse_segment)]
     segment: Option<Segment>,
+    /// Only orders on which this campaign paid cashback, and their customers.
+    #[arg(long, value_parser = parse_campaign)]
+    campaign: Option<CampaignId>,
     #[arg(long, value_enum, default_value = "table")]
     format: Format,
 }
 
 fn parse_date(raw: &str) -> Result<NaiveDate, String> {
     NaiveDate::parse_from_str(raw, "%Y-%m-%d").map_err(|_| "a date YYYY-MM-DD".to_string())
+}
+
+fn parse_campaign(raw: &str) -> Result<CampaignId, String> {
+    CampaignId::parse(raw).map_err(|e| e.to_string())
 }
 
 fn parse_segment(raw: &str) -> Result<Segment, String> {
@@ -63,6 +70,7 @@ pub async fn run<S: Store>(store: Arc<S>, args: ReportArgs) -> Result<()> {
         channel: args.channel,
         store: args.store,
         segment: args.segment,
+        campaign: args.campaign,
     };
     let report = engine
         .metrics_report(filter.clone())
@@ -181,6 +189,9 @@ fn table(r: &FullReport, filter: &Filter) -> String {
     }
     if let Some(sg) = &filter.segment {
         filters.push(format!("segment {sg}"));
+    }
+    if let Some(c) = &filter.campaign {
+        filters.push(format!("campaign {c}"));
     }
     if !filters.is_empty() {
         let _ = writeln!(out, "Filters: {}", filters.join(", "));
@@ -325,75 +336,15 @@ fn table(r: &FullReport, filter: &Filter) -> String {
             "ROI, conversion",
             "not measurable: the program has no holdout",
         ),
-        Some(e) => {
-            line(
-                &mut out,
-                "customers",
-                format!(
-                    "{} treated, {} held out ({} bp planned)",
-                    e.treatment_customers, e.holdout_customers, e.holdout_share_bp
-                ),
-            );
-            comparison(
-                &mut out,
-                "spend per customer (minor units)",
-                &e.spend_per_customer,
-                1.0,
-                "",
-            );
-            comparison(
-                &mut out,
-                "orders per customer",
-                &e.orders_per_customer,
-                1.0,
-                "",
-            );
-            comparison(
-                &mut out,
-                "conversion (repeat purchase)",
-                &e.conversion,
-                100.0,
-                " %",
-            );
-            comparison(&mut out, "90-day retention", &e.retention, 100.0, " %");
-            match &e.sample_ratio {
-                Measurable::Measured(m) => line(
-                    &mut out,
-                    "sample ratio",
-                    format!(
-                        "χ² = {:.2}, p = {:.3}{}",
-                        m.chi_squared,
-                        m.p_value,
-                        if m.mismatch {
-                            ": MISMATCH, do not trust the effects"
-                        } else {
-                            ""
-                        }
-                    ),
-                ),
-                Measurable::NotMeasurable { reason } => line(
-                    &mut out,
-                    "sample ratio",
-                    format!("not measurable: {reason}"),
-                ),
-            }
-            match &e.roi {
-                Measurable::Measured(roi) => line(
-                    &mut out,
-                    "ROI",
-                    format!(
-                        "{:.2} [{:.2}, {:.2}] on a cost of {}",
-                        roi.roi,
-                        roi.ci_low,
-                        roi.ci_high,
-                        f.money(roi.cashback_cost_minor)
-                    ),
-                ),
-                Measurable::NotMeasurable { reason } => {
-                    line(&mut out, "ROI", format!("not measurable: {reason}"))
-                }
-            }
-        }
+        Some(e) => experiment(&mut out, e, &f),
+    }
+    for c in &r.campaign_experiments {
+        let _ = writeln!(
+            out,
+            "\nEffect of campaign {} (holdout experiment {})",
+            c.campaign_id, c.experiment_id
+        );
+        experiment(&mut out, &c.report, &f);
     }
 
     let _ = writeln!(
@@ -477,4 +428,67 @@ fn table(r: &FullReport, filter: &Filter) -> String {
         ),
     }
     out
+}
+
+/// The lines of one experiment's report.
+fn experiment(out: &mut String, e: &ExperimentReport, f: &Fmt<'_>) {
+    line(
+        out,
+        "customers",
+        format!(
+            "{} treated, {} held out ({} bp planned)",
+            e.treatment_customers, e.holdout_customers, e.holdout_share_bp
+        ),
+    );
+    comparison(
+        out,
+        "spend per customer (minor units)",
+        &e.spend_per_customer,
+        1.0,
+        "",
+    );
+    comparison(out, "orders per customer", &e.orders_per_customer, 1.0, "");
+    comparison(
+        out,
+        "conversion (repeat purchase)",
+        &e.conversion,
+        100.0,
+        " %",
+    );
+    comparison(out, "90-day retention", &e.retention, 100.0, " %");
+    match &e.sample_ratio {
+        Measurable::Measured(m) => line(
+            out,
+            "sample ratio",
+            format!(
+                "χ² = {:.2}, p = {:.3}{}",
+                m.chi_squared,
+                m.p_value,
+                if m.mismatch {
+                    ": MISMATCH, do not trust the effects"
+                } else {
+                    ""
+                }
+            ),
+        ),
+        Measurable::NotMeasurable { reason } => {
+            line(out, "sample ratio", format!("not measurable: {reason}"))
+        }
+    }
+    match &e.roi {
+        Measurable::Measured(roi) => line(
+            out,
+            "ROI",
+            format!(
+                "{:.2} [{:.2}, {:.2}] on a cost of {}",
+                roi.roi,
+                roi.ci_low,
+                roi.ci_high,
+                f.money(roi.cashback_cost_minor)
+            ),
+        ),
+        Measurable::NotMeasurable { reason } => {
+            line(out, "ROI", format!("not measurable: {reason}"))
+        }
+    }
 }

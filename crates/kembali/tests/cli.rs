@@ -248,6 +248,18 @@ async fn report_prints_the_metrics_as_a_table_json_and_csv() {
     let dir = scratch_dir();
     let db = db_url(&dir);
     let server = Server::start(&db, &[]);
+    // A campaign with a holdout that reaches none of these (web) orders: listed, empty.
+    let campaign = json!({"id": "app-double", "definition": {
+        "name": "App double",
+        "window": {"starts_on": "2000-01-01", "ends_on": "2100-12-31"},
+        "conditions": {"channels": ["app"]},
+        "reward": {"kind": "percent", "rate_bp": 1000},
+        "stacking": {"mode": "stackable"},
+        "holdout": {"share_bp": 1000}
+    }});
+    let url = format!("{}/v1/campaigns", server.base);
+    let (status, _) = call(reqwest::Method::POST, &url, ADMIN, Some(campaign)).await;
+    assert_eq!(status, 200);
     for (order_id, customer, price) in [
         ("o1", "ana", 10_000),
         ("o2", "bia", 5_000),
@@ -286,6 +298,18 @@ async fn report_prints_the_metrics_as_a_table_json_and_csv() {
     assert_eq!(s["cost"]["cost_minor"], 900);
     assert_eq!(j["ltv"]["historical"]["total_minor"], 18_000);
     assert_eq!(j["program_experiment"], serde_json::Value::Null);
+    let e = &j["campaign_experiments"][0];
+    assert_eq!(
+        (
+            &e["experiment_id"],
+            &e["holdout_share_bp"],
+            &e["treatment_customers"]
+        ),
+        (&json!("campaign:app-double"), &json!(1_000), &json!(0))
+    );
+    let only = report(&["--format", "json", "--campaign", "app-double"]);
+    let only: serde_json::Value = serde_json::from_str(&only).expect("JSON");
+    assert_eq!(only["summary"]["orders"], 0);
     let csv = report(&["--format", "csv"]);
     assert!(csv.starts_with("metric,value\n"), "{csv}");
     assert!(csv.contains("\nsummary.orders,3\n"), "{csv}");
@@ -297,6 +321,7 @@ async fn report_prints_the_metrics_as_a_table_json_and_csv() {
         "repeat-purchase rate",
         "50.0 %",
         "not measurable",
+        "Effect of campaign app-double (holdout experiment campaign:app-double)",
     ] {
         assert!(table.contains(expected), "{expected} in:\n{table}");
     }
@@ -314,6 +339,9 @@ async fn report_prints_the_metrics_as_a_table_json_and_csv() {
     ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("from"));
+    let out = kembali(&["report", "--db", &db, "--campaign", "nope"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("campaign"));
     let out = kembali(&["report", "--db", &db, "--channel", "tv"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("web, app, store"));

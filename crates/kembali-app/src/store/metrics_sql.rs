@@ -1,6 +1,11 @@
 //! SQL text the metric reads share between the SQLite and PostgreSQL adapters (the same
 //! columns and integer arithmetic in both), so the two cannot drift apart.
 
+use super::decode::from_json;
+use super::{LotCampaign, StoreResult};
+use kembali_core::analytics::metrics::Facts;
+use kembali_core::ids::CampaignId;
+
 /// The returned value and clawed back cashback of every order with a returned line:
 /// channel, order id, returned value, clawed back (sums cast to BIGINT: PostgreSQL sums
 /// BIGINT into NUMERIC). The returned value of a line is net × returned qty / qty rounded
@@ -28,14 +33,38 @@ macro_rules! returned_by_order {
 pub const RETURNED_BY_ORDER: &str = returned_by_order!();
 
 /// Every order's fact row, with [`RETURNED_BY_ORDER`] joined: customer, channel, store,
-/// placed_at, total, cashback, returned value, clawed back.
+/// placed_at, total, cashback, returned value, clawed back, lot id.
 pub const ORDER_FACTS: &str = concat!(
     "SELECT o.customer_id, o.channel, o.store_id, o.placed_at, o.total, o.cashback,
-            COALESCE(r.returned, 0), COALESCE(r.clawed, 0)
+            COALESCE(r.returned, 0), COALESCE(r.clawed, 0), o.lot_id
      FROM orders o LEFT JOIN (",
     returned_by_order!(),
     ") r ON r.channel = o.channel AND r.order_id = o.order_id"
 );
+
+/// Lots whose campaigns may name a campaign: lot id, campaigns (JSON). `$1` is
+/// [`campaign_lots_pattern`], a superset (LIKE's `_` matches itself too); the JSON is then
+/// checked exactly by [`add_campaign_lot`].
+pub const CAMPAIGN_LOTS: &str = "SELECT id, campaigns FROM lots WHERE campaigns LIKE $1";
+
+/// The LIKE pattern of [`CAMPAIGN_LOTS`] for `campaign`.
+pub fn campaign_lots_pattern(campaign: &CampaignId) -> String {
+    format!("%\"campaign_id\":\"{campaign}\"%")
+}
+
+/// Adds what `campaign` paid into lot `lot_id` (its campaigns as stored) to the facts.
+pub fn add_campaign_lot(
+    facts: &mut Facts,
+    campaign: &CampaignId,
+    lot_id: i64,
+    campaigns_json: &str,
+) -> StoreResult<()> {
+    let parts: Vec<LotCampaign> = from_json(campaigns_json)?;
+    for p in parts.iter().filter(|p| p.campaign_id == *campaign) {
+        facts.campaign_paid(campaign, lot_id, p.amount_minor);
+    }
+    Ok(())
+}
 
 /// Every expiry: customer, instant, amount expired.
 pub const EXPIRY_FACTS: &str = "

@@ -657,6 +657,13 @@ pub trait Tx: Send {
         &mut self,
         after: DateTime<Utc>,
     ) -> StoreResult<Vec<(CustomerId, i64)>>;
+    /// What `campaign` paid into each lot (from `lots.campaigns`), into
+    /// `Facts::campaign_paid`; read only when a report names a campaign.
+    async fn metric_campaign_lots(
+        &mut self,
+        campaign: &CampaignId,
+        facts: &mut Facts,
+    ) -> StoreResult<()>;
     /// Records the assignment unless the customer already has one in that experiment, and
     /// returns the one that stands.
     async fn record_assignment(

@@ -34,6 +34,8 @@ pub struct CustomerFacts<'a> {
     /// `(lookback_days, favourite category)` for each of
     /// [`CampaignSet::favourite_lookbacks`]; a missing lookback means no favourite.
     pub favourites: &'a [(u32, Category)],
+    /// Campaigns whose holdout the customer is in: evaluated as if they did not exist.
+    pub held_out: &'a [CampaignId],
 }
 
 /// How much of a campaign's caps is used so far (before this order), all in minor units.
@@ -114,6 +116,10 @@ pub struct CampaignOutcome {
     pub funding: Funding,
     /// "Black Friday 10 % (v3) on R$ 180,00 eligible; category book excluded; capped at…"
     pub explanation: String,
+    /// The customer is in the campaign's holdout: it paid nothing (`uncapped_minor` is what
+    /// it would have paid before caps).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub held_out: bool,
 }
 
 /// The per-line breakdown plus the per-campaign summary. The lines' cashback adds up to
@@ -246,15 +252,77 @@ pub fn evaluate(order: &Order, ctx: &EvalContext<'_>) -> Evaluation {
     let prep = Prep::new(order, ctx);
     let base = assess_base(&prep, ctx.settings.base_rate_bp);
     let mut applied: Vec<Assessed<'_>> = Vec::new();
+    let mut held_out: Vec<Assessed<'_>> = Vec::new();
     for (i, v) in ctx.campaigns.versions.iter().enumerate() {
         if let Some(a) = assess(&prep, ctx, i, v) {
-            if a.amount_minor > 0 {
+            if ctx.customer.held_out.contains(&v.id) {
+                held_out.push(a);
+            } else if a.amount_minor > 0 {
                 applied.push(a);
             }
         }
     }
     let winners = select(base, applied);
-    build(&prep, ctx, &winners)
+    let mut evaluation = build(&prep, ctx, &winners);
+    for h in held_out.iter().filter(|h| h.uncapped_minor > 0) {
+        note_held_out(&prep, ctx, h, &mut evaluation);
+    }
+    evaluation
+}
+
+/// Says on the outcomes and on the lines it would have paid on that a campaign was left out
+/// because the customer is in its holdout.
+fn note_held_out(
+    prep: &Prep<'_>,
+    ctx: &EvalContext<'_>,
+    h: &Assessed<'_>,
+    evaluation: &mut Evaluation,
+) {
+    let Who::Campaign(c) = h.who else { return };
+    let label = label(h, ctx.settings, ctx.settings.currency.as_str());
+    let why = "not applied: the customer is in the campaign's holdout, a random share of its \
+               customers kept out to measure its effect";
+    for (i, line) in evaluation.breakdown.lines.iter_mut().enumerate() {
+        if earns(prep, ctx, c, h.favourite, i) {
+            say(&mut line.explanation, &label);
+            line.explanation.push_str(": held out");
+        }
+    }
+    let mut o = outcome(h, &label, &[], &[], ctx.settings.currency.as_str());
+    o.explanation.push_str("; ");
+    o.explanation.push_str(why);
+    o.amount_minor = 0;
+    o.capped_by.clear();
+    o.held_out = true;
+    evaluation.campaigns.push(o);
+}
+
+/// The campaigns with a holdout that `order` matches and that would pay it something before
+/// caps: those whose arm the engine decides (and records) before evaluating, so that an
+/// experiment's population is the customers its campaign reaches. Like matching, this never
+/// depends on usage or on [`CustomerFacts::held_out`].
+pub fn holdout_candidates(order: &Order, ctx: &EvalContext<'_>) -> Vec<CampaignId> {
+    candidates(order, ctx, |v| v.rules.holdout.is_some())
+}
+
+/// The campaigns passing `pick` that match `order` and pay it something before caps, by id.
+fn candidates(
+    order: &Order,
+    ctx: &EvalContext<'_>,
+    pick: impl Fn(&CampaignVersion) -> bool,
+) -> Vec<CampaignId> {
+    let set = ctx.campaigns;
+    if !set.versions.iter().any(&pick) {
+        return Vec::new();
+    }
+    let prep = Prep::new(order, ctx);
+    set.versions
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| pick(v))
+        .filter(|(i, v)| assess(&prep, ctx, *i, v).is_some_and(|a| a.uncapped_minor > 0))
+        .map(|(_, v)| v.id.clone())
+        .collect()
 }
 
 /// The campaigns with a budget that `order` matches, whatever their caps and usage: the
@@ -262,22 +330,7 @@ pub fn evaluate(order: &Order, ctx: &EvalContext<'_>) -> Evaluation {
 /// for real. Matching never depends on usage, and a spent budget never fills up again, so
 /// every budget the real evaluation can debit is in this list.
 pub fn budget_candidates(order: &Order, ctx: &EvalContext<'_>) -> Vec<CampaignId> {
-    let set = ctx.campaigns;
-    if !set
-        .versions
-        .iter()
-        .any(|v| v.rules.caps.budget_minor.is_some())
-    {
-        return Vec::new();
-    }
-    let prep = Prep::new(order, ctx);
-    set.versions
-        .iter()
-        .enumerate()
-        .filter(|(_, v)| v.rules.caps.budget_minor.is_some())
-        .filter(|(i, v)| assess(&prep, ctx, *i, v).is_some_and(|a| a.uncapped_minor > 0))
-        .map(|(_, v)| v.id.clone())
-        .collect()
+    candidates(order, ctx, |v| v.rules.caps.budget_minor.is_some())
 }
 
 fn assess_base(prep: &Prep<'_>, rate: BasisPoints) -> Assessed<'static> {
@@ -826,5 +879,6 @@ fn outcome(
         capped_by: w.capped_by.clone(),
         funding,
         explanation,
+        held_out: false,
     }
 }

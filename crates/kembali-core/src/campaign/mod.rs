@@ -53,6 +53,16 @@
 //! - The base rate is always a best-of candidate, even when it pays zero, so every line still
 //!   explains itself as before campaigns existed.
 //!
+//! # Holdouts
+//! A campaign may hold out a share of the customers it reaches (an experiment, see
+//! [`Holdout`]). The engine decides the customer's arm; a campaign named in
+//! [`CustomerFacts::held_out`] is evaluated as if it did not exist (it suppresses nothing,
+//! the base rate and other campaigns pay as they would without it), and when it matches the
+//! order it is listed with amount 0, `held_out` set, and a sentence saying so, as are the
+//! lines it would have paid on. [`holdout_candidates`] names the campaigns whose arm the
+//! engine must decide for an order: those with a holdout that match it and would pay
+//! something before caps.
+//!
 //! Caps and budgets are judged per campaign before selection, so a campaign whose budget is
 //! spent pays zero, does not apply, and suppresses nothing. Stacked campaigns are not capped
 //! together: a line's cashback can exceed its eligible amount if stacked rates add up past
@@ -64,8 +74,8 @@ mod rules;
 mod time;
 
 pub use eval::{
-    budget_candidates, evaluate, CampaignOutcome, CampaignUsage, CapKind, CustomerFacts,
-    EvalContext, Evaluation,
+    budget_candidates, evaluate, holdout_candidates, CampaignOutcome, CampaignUsage, CapKind,
+    CustomerFacts, EvalContext, Evaluation,
 };
 pub use raw::{
     RawCampaign, RawCaps, RawConditions, RawExclusions, RawFunding, RawHours, RawReward,
@@ -73,8 +83,8 @@ pub use raw::{
 };
 pub use rules::{
     parse, parse_exclusions, parse_zone, Birthday, CampaignProblem, CampaignRules, CampaignSet,
-    CampaignSetError, CampaignVersion, Caps, Exclusions, Funding, Reward, Stacking, StackingMode,
-    Tier, BASE_RATE_ID,
+    CampaignSetError, CampaignVersion, Caps, Exclusions, Funding, Holdout, Reward, Stacking,
+    StackingMode, Tier, BASE_RATE_ID, MAX_CAMPAIGN_HOLDOUT_BP,
 };
 pub use time::{favourite_category, period_starts, PeriodStarts};
 

@@ -19,6 +19,19 @@ pub struct RawCampaign {
     pub stacking: RawStacking,
     #[serde(default)]
     pub funding: RawFunding,
+    /// A holdout experiment on the campaign: a share of the customers it reaches is kept out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holdout: Option<RawHoldout>,
+}
+
+/// `{"share_bp": 1000, "salt": "…"}`: the share of the campaign's customers held out (basis
+/// points) and the salt of their assignment (default: the campaign id).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHoldout {
+    pub share_bp: i64,
+    #[serde(default)]
+    pub salt: Option<String>,
 }
 
 /// When the campaign runs, in local time.

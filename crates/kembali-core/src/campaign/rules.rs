@@ -16,7 +16,9 @@ use chrono::{NaiveDate, NaiveTime, Timelike};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
-use super::raw::{RawCampaign, RawCaps, RawConditions, RawExclusions, RawReward, RawWindow};
+use super::raw::{
+    RawCampaign, RawCaps, RawConditions, RawExclusions, RawHoldout, RawReward, RawWindow,
+};
 
 /// One problem in a definition: where (a JSON pointer such as `/reward/tiers/1/rate_bp`),
 /// a stable machine code, and a sentence for people.
@@ -273,6 +275,28 @@ impl Funding {
     }
 }
 
+/// The largest share of a campaign's customers a holdout may keep out (50 %): beyond it the
+/// "treatment" would be the minority and the campaign would mostly not run.
+pub const MAX_CAMPAIGN_HOLDOUT_BP: u32 = 5_000;
+
+/// A campaign's holdout experiment (experiment id `campaign:<id>`): customers the campaign
+/// reaches are assigned to an arm from the salt and their id when first seen, and the held
+/// out ones are evaluated as if the campaign did not exist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holdout {
+    /// 0 ..= [`MAX_CAMPAIGN_HOLDOUT_BP`]; 0 holds no new customer out.
+    pub share: BasisPoints,
+    /// `None`: the campaign id is the salt.
+    pub salt: Option<String>,
+}
+
+impl Holdout {
+    /// The salt of the assignment of campaign `id`.
+    pub fn salt_for<'a>(&'a self, id: &'a CampaignId) -> &'a str {
+        self.salt.as_deref().unwrap_or(id.as_str())
+    }
+}
+
 /// A parsed, consistent campaign definition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CampaignRules {
@@ -283,9 +307,13 @@ pub struct CampaignRules {
     pub(crate) caps: Caps,
     pub(crate) stacking: Stacking,
     pub(crate) funding: Funding,
+    pub(crate) holdout: Option<Holdout>,
 }
 
 impl CampaignRules {
+    pub fn holdout(&self) -> Option<&Holdout> {
+        self.holdout.as_ref()
+    }
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -350,6 +378,7 @@ struct Needs {
     first_purchase: bool,
     usage: bool,
     profiles: bool,
+    holdouts: bool,
     /// Sorted and unique.
     favourite_lookbacks: Vec<u32>,
 }
@@ -370,6 +399,7 @@ impl Needs {
                 .iter()
                 .any(|v| v.rules.conditions.first_purchase_only),
             usage: versions.iter().any(|v| v.rules.caps.needs_usage()),
+            holdouts: versions.iter().any(|v| v.rules.holdout.is_some()),
             profiles: versions.iter().any(|v| {
                 v.rules.conditions.birthday.is_some() || !v.rules.conditions.segments.is_empty()
             }),
@@ -550,6 +580,11 @@ impl CampaignSet {
         self.needs.usage
     }
 
+    /// Whether some campaign has a holdout (so the caller must decide the customer's arms).
+    pub fn has_holdouts(&self) -> bool {
+        self.needs.holdouts
+    }
+
     /// Whether some campaign looks at the customer's birthday or segments.
     pub fn needs_profiles(&self) -> bool {
         self.needs.profiles
@@ -674,6 +709,7 @@ pub fn parse(raw: &RawCampaign) -> Result<CampaignRules, Vec<CampaignProblem>> {
     };
     let priority = p.bounded("/stacking/priority", raw.stacking.priority, 0, MAX_PRIORITY);
     let funding = parse_funding(&mut p, raw);
+    let holdout = raw.holdout.as_ref().map(|h| parse_holdout(&mut p, h));
     if p.0.is_empty() {
         Ok(CampaignRules {
             name,
@@ -683,6 +719,7 @@ pub fn parse(raw: &RawCampaign) -> Result<CampaignRules, Vec<CampaignProblem>> {
             caps,
             stacking: Stacking { mode, priority },
             funding,
+            holdout,
         })
     } else {
         Err(p.0)
@@ -912,6 +949,29 @@ fn parse_caps(p: &mut Problems, raw: &RawCaps) -> Caps {
             raw.per_customer_campaign_minor,
         ),
         budget_minor: cap("budget_minor", raw.budget_minor),
+    }
+}
+
+fn parse_holdout(p: &mut Problems, raw: &RawHoldout) -> Holdout {
+    let share = p.bounded(
+        "/holdout/share_bp",
+        raw.share_bp,
+        0,
+        MAX_CAMPAIGN_HOLDOUT_BP,
+    );
+    let salt = raw.salt.as_ref().map(|s| {
+        if s.is_empty() || s.len() > 64 {
+            p.bad(
+                "/holdout/salt",
+                "out_of_range",
+                "must be 1 to 64 bytes (omit it to use the campaign id)",
+            );
+        }
+        s.clone()
+    });
+    Holdout {
+        share: BasisPoints(share),
+        salt,
     }
 }
 

@@ -100,6 +100,7 @@ struct World {
     birthday: Option<NaiveDate>,
     segments: Vec<Segment>,
     favourites: Vec<(u32, Category)>,
+    held_out: Vec<CampaignId>,
     partner: Option<PartnerId>,
     redeemed_minor: i64,
 }
@@ -123,6 +124,7 @@ impl World {
             birthday: None,
             segments: vec![],
             favourites: vec![],
+            held_out: vec![],
             partner: None,
             redeemed_minor: 0,
         }
@@ -134,24 +136,7 @@ impl World {
     }
 
     fn eval(&self, o: &Order) -> Evaluation {
-        evaluate(
-            o,
-            &EvalContext {
-                settings: &self.settings,
-                redeemed_minor: self.redeemed_minor,
-                at: self.at,
-                zone: self.zone,
-                customer: CustomerFacts {
-                    first_purchase: self.first_purchase,
-                    birthday: self.birthday,
-                    segments: &self.segments,
-                    favourites: &self.favourites,
-                },
-                partner: self.partner.as_ref(),
-                campaigns: &self.set,
-                usage: &self.usage,
-            },
-        )
+        evaluate(o, &w_ctx(self))
     }
 }
 
@@ -1118,7 +1103,8 @@ fn every_problem_in_a_definition_is_reported_at_once_with_its_path() {
                                                {"from_minor": 20_000, "rate_bp": -5}]},
         "caps": {"per_order_minor": -1, "budget_minor": 10_000_000_000_001i64},
         "stacking": {"mode": "sometimes", "priority": -3},
-        "funding": {"payer": "partner"}
+        "funding": {"payer": "partner"},
+        "holdout": {"share_bp": 5001, "salt": ""}
     }))
     .unwrap();
     let problems = parse(&raw).unwrap_err();
@@ -1143,7 +1129,9 @@ fn every_problem_in_a_definition_is_reported_at_once_with_its_path() {
         /caps/budget_minor too_large
         /stacking/mode unknown_value
         /stacking/priority out_of_range
-        /funding/partner_id missing"#]]
+        /funding/partner_id missing
+        /holdout/share_bp out_of_range
+        /holdout/salt out_of_range"#]]
     .assert_eq(&got.join("\n"));
     assert!(problems.iter().all(|p| !p.message.is_empty()));
 }
@@ -1536,5 +1524,82 @@ mod properties {
             let ctx = EarnContext { settings: &settings, redeemed_minor: redeemed };
             prop_assert_eq!(compute_cashback(&o, &ctx), reference_cashback(&o, &ctx));
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Holdouts
+
+#[test]
+fn a_held_out_campaign_is_evaluated_as_if_it_did_not_exist_and_says_so() {
+    let with_holdout = json!({"name": "Double", "reward": {"kind": "percent", "rate_bp": 1000},
+                              "stacking": {"mode": "best_of"},
+                              "holdout": {"share_bp": 1000}});
+    let mut w = World::with(vec![
+        version("big", 1, with_holdout),
+        version(
+            "eco",
+            2,
+            json!({"name": "Green", "conditions": {"tags": ["eco"]},
+                                 "reward": {"kind": "percent", "rate_bp": 200}}),
+        ),
+    ])
+    .base_rate(500);
+    let o = order(vec![
+        line("1", "food", 10_000, &["eco"]),
+        line("2", "toys", 5_000, &[]),
+    ]);
+    // Treated: the best-of campaign beats the base rate, the stackable adds to it.
+    assert_eq!(cashback_per_line(&w.eval(&o)), vec![1_000 + 200, 500]);
+    assert_eq!(
+        holdout_candidates(&o, &w_ctx(&w)),
+        vec![CampaignId::parse("big").unwrap()]
+    );
+    // Held out of `big`: the base rate wins again, the stackable still adds.
+    w.held_out = vec![CampaignId::parse("big").unwrap()];
+    let e = w.eval(&o);
+    assert_eq!(cashback_per_line(&e), vec![500 + 200, 250]);
+    assert_eq!(e.breakdown.total_minor, 950);
+    let held = e.campaigns.iter().find(|c| c.held_out).unwrap();
+    assert_eq!(
+        (
+            held.campaign_id.as_str(),
+            held.amount_minor,
+            held.uncapped_minor
+        ),
+        ("big", 0, 1_500)
+    );
+    expect_test::expect![[r#"
+        base_rate v0 pays 750: base rate 5 % on R$ 150,00 eligible
+        eco v2 pays 200: Green 2 % (v2) on R$ 100,00 eligible
+        big v1 pays 0: Double 10 % (v1) on R$ 150,00 eligible; not applied: the customer is in the campaign's holdout, a random share of its customers kept out to measure its effect
+        line 1 cashback 700: base rate 5 % on R$ 100,00; Green 2 % (v2) on R$ 100,00; Double 10 % (v1): held out
+        line 2 cashback 250: base rate 5 % on R$ 50,00; Double 10 % (v1): held out
+    "#]]
+    .assert_eq(&render(&e));
+    // An order the campaign does not reach is no candidate, and says nothing about it.
+    w.held_out.clear();
+    let small = json!({"conditions": {"min_eligible_order_minor": 100_000},
+                       "holdout": {"share_bp": 1000, "salt": "s1"}});
+    let w2 = World::with(vec![version("big", 1, small)]);
+    assert!(holdout_candidates(&o, &w_ctx(&w2)).is_empty());
+}
+
+fn w_ctx(w: &World) -> EvalContext<'_> {
+    EvalContext {
+        settings: &w.settings,
+        redeemed_minor: w.redeemed_minor,
+        at: w.at,
+        zone: w.zone,
+        customer: CustomerFacts {
+            first_purchase: w.first_purchase,
+            birthday: w.birthday,
+            segments: &w.segments,
+            favourites: &w.favourites,
+            held_out: &w.held_out,
+        },
+        partner: w.partner.as_ref(),
+        campaigns: &w.set,
+        usage: &w.usage,
     }
 }

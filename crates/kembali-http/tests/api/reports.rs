@@ -82,7 +82,9 @@ async fn bad_filters_are_refused_with_the_parameter_at_fault() {
         ("channel=tv", "channel", "invalid_channel"),
         ("store=a%20b", "store", "invalid_id"),
         ("segment=", "segment", "invalid_id"),
-        ("campaign=c1", "campaign", "unknown_parameter"),
+        ("campaign=a%20b", "campaign", "invalid_id"),
+        ("campaign=c1", "campaign", "unknown_campaign"),
+        ("campaigns=c1", "campaigns", "unknown_parameter"),
         ("to=2025-01-01&to=2025-01-02", "to", "repeated_parameter"),
     ];
     for path in [
@@ -134,17 +136,107 @@ async fn retention_and_lifetime_value_by_cohort() {
 
 /// The `nth` customer id that the default salt puts in `arm` at a 50 % share.
 fn customer_in(arm: Arm, nth: usize) -> String {
+    salted_customer_in("program", arm, nth)
+}
+
+/// The `nth` customer id that `salt` puts in `arm` at a 50 % share.
+fn salted_customer_in(salt: &str, arm: Arm, nth: usize) -> String {
     (0..1_000)
         .map(|i| format!("k{i}"))
         .filter(|c| {
             assign(
-                "program",
+                salt,
                 &CustomerId::parse(c.as_str()).unwrap(),
                 BasisPoints(5_000),
             ) == arm
         })
         .nth(nth)
         .expect("customers in both arms")
+}
+
+#[tokio::test]
+async fn a_campaign_holdout_is_listed_reported_and_filtered_on() {
+    let app = TestApp::new().await;
+    app.post(
+        "/v1/campaigns",
+        &app.admin,
+        json!({"id": "double", "definition": {
+            "name": "Double",
+            "window": {"starts_on": "2025-01-01", "ends_on": "2025-12-31"},
+            "reward": {"kind": "percent", "rate_bp": 1000},
+            "stacking": {"mode": "stackable"},
+            "holdout": {"share_bp": 5000}
+        }}),
+    )
+    .await
+    .ok();
+    // Listed before anyone is assigned.
+    assert_eq!(
+        app.get("/v1/experiments", &app.analyst).await.ok(),
+        &json!([{"id": "campaign:double", "holdout_share_bp": 5_000, "treatment_customers": 0, "holdout_customers": 0}])
+    );
+    // Treated customers spend 100,00, 200,00 and 300,00 and earn 5 % + 10 %; held-out ones
+    // spend 100,00 each and earn the base rate alone (the salt is the campaign id).
+    for (k, spend) in [10_000, 20_000, 30_000].into_iter().enumerate() {
+        let c = salted_customer_in("double", Arm::Treatment, k);
+        let receipt = app.order(&c, &format!("t{k}"), spend).await;
+        assert_eq!(receipt["cashback_minor"], spend * 15 / 100);
+        let c = salted_customer_in("double", Arm::Holdout, k);
+        let receipt = app.order(&c, &format!("h{k}"), 10_000).await;
+        assert_eq!(receipt["cashback_minor"], 500);
+        let double = receipt["campaigns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["campaign_id"] == "double")
+            .unwrap();
+        assert_eq!(
+            (&double["amount_minor"], &double["held_out"]),
+            (&json!(0), &json!(true))
+        );
+    }
+    assert_eq!(
+        app.get("/v1/experiments", &app.analyst).await.ok(),
+        &json!([{"id": "campaign:double", "holdout_share_bp": 5_000, "treatment_customers": 3, "holdout_customers": 3}])
+    );
+    // The colon may come percent-encoded.
+    for path in [
+        "/v1/experiments/campaign:double",
+        "/v1/experiments/campaign%3Adouble",
+    ] {
+        let r = app.get(path, &app.analyst).await;
+        let r = r.ok();
+        // Spend 20000 vs 10000: difference 10000; the campaign's cost 10 % of 60000 = 6000;
+        // incremental margin 10000 × 3 × 30 % = 9000: ROI (9000 − 6000) / 6000 = 0.5.
+        assert_eq!(r["spend_per_customer"]["difference"], 10_000.0);
+        assert_eq!(r["roi"]["cashback_cost_minor"], 6_000);
+        assert_eq!(r["roi"]["roi"], 0.5);
+        assert_eq!(r["sample_ratio"]["mismatch"], false);
+    }
+    app.get("/v1/experiments/campaign:nope", &app.analyst)
+        .await
+        .problem(404, "not_found");
+    app.get("/v1/experiments/campaign:", &app.analyst)
+        .await
+        .problem(404, "not_found");
+    // The campaign filter: the treated customers' orders, on which it paid.
+    let s = app
+        .get("/v1/metrics/summary?campaign=double", &app.analyst)
+        .await;
+    let s = s.ok();
+    assert_eq!(
+        (&s["orders"], &s["active_customers"]),
+        (&json!(3), &json!(3))
+    );
+    assert_eq!(s["gross_revenue_minor"], 60_000);
+    assert_eq!(s["cost"]["cashback_earned_minor"], 9_000);
+    let r = app
+        .get("/v1/metrics/retention?campaign=double", &app.analyst)
+        .await;
+    assert_eq!(r.ok()["cohorts"][0]["customers"], 3);
+    app.get("/v1/metrics/ltv?campaign=nope", &app.analyst)
+        .await
+        .invalid("campaign", "unknown_campaign");
 }
 
 #[tokio::test]
@@ -222,5 +314,14 @@ async fn the_openapi_document_carries_the_metric_definitions() {
         .as_array()
         .unwrap();
     let names: Vec<&str> = params.iter().map(|p| p["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["from", "to", "channel", "store", "segment"]);
+    assert_eq!(
+        names,
+        ["from", "to", "channel", "store", "segment", "campaign"]
+    );
+    let campaign = &params[5]["description"];
+    assert!(campaign
+        .as_str()
+        .unwrap()
+        .contains("orders on which this campaign paid cashback"));
+    assert!(exp.contains("**Campaign experiments**"));
 }

@@ -5,7 +5,8 @@ use super::{CustomerIx, Facts, Filter, FilterError, Measurable, Period, ReportCo
 use crate::analytics::experiment::{
     roi, sample_ratio_mismatch, welch, Arm, SampleStats, WelchTest,
 };
-use crate::money::BasisPoints;
+use crate::ids::CampaignId;
+use crate::money::{round_half_even, BasisPoints};
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
@@ -103,15 +104,33 @@ fn measurable<T>(r: Result<T, String>) -> Measurable<T> {
     r.map_or_else(Measurable::not, Measurable::Measured)
 }
 
-/// The report of an experiment whose current holdout share is `share`.
+/// What a campaign paid on an order, net of its part of what returns clawed back (the
+/// order's clawback × the campaign's share of the order's cashback, half-even).
+pub fn campaign_cost_minor(paid_minor: i64, order: &super::OrderFact) -> i64 {
+    if paid_minor <= 0 || order.cashback_minor <= 0 {
+        return 0;
+    }
+    let clawed = round_half_even(
+        i128::from(order.clawed_back_minor) * i128::from(paid_minor),
+        i128::from(order.cashback_minor),
+    ) as i64;
+    paid_minor - clawed
+}
+
+/// The report of an experiment whose current holdout share is `share`: the program's
+/// (`campaign` = `None`) or campaign `campaign`'s, whose customers' outcomes count from the
+/// instant they were first seen and whose cost is what that campaign paid (the caller reads
+/// it into the facts first, [`super::Facts::campaign_paid`]).
 pub fn experiment_report(
     facts: &Facts,
     assignments: &[Assignment],
     share: BasisPoints,
+    campaign: Option<&CampaignId>,
     filter: &Filter,
     ctx: &ReportContext,
 ) -> Result<ExperimentReport, FilterError> {
     let scope = Scope::new(facts, filter, ctx)?;
+    let campaign_paid = campaign.map(|c| facts.paid_by(c));
     let end = scope.period.end;
     let mut arm_of: Vec<Option<(Arm, DateTime<Utc>)>> = vec![None; facts.customers.len()];
     let mut other_share = 0u64;
@@ -132,12 +151,18 @@ pub fn experiment_report(
     let window_start = end - Duration::days(RETENTION_WINDOW_DAYS);
     for (i, o) in facts.orders.iter().enumerate() {
         let c = o.customer as usize;
-        if arm_of[c].is_none() || !scope.order_in_scope(i) {
+        let Some((_, first_seen)) = arm_of[c] else {
+            continue;
+        };
+        if !scope.order_in_scope(i) || (campaign.is_some() && o.placed_at < first_seen) {
             continue;
         }
         spend[c] += o.net_minor();
         count[c] += 1;
-        cost[c] += o.cashback_minor - o.clawed_back_minor;
+        cost[c] += match &campaign_paid {
+            Some(paid) => campaign_cost_minor(paid[i], o),
+            None => o.cashback_minor - o.clawed_back_minor,
+        };
         recent[c] |= o.placed_at >= window_start;
     }
     let (mut treatment, mut holdout) = (ArmSamples::default(), ArmSamples::default());

@@ -20,15 +20,15 @@ pub use cohorts::{
     Prediction, RetentionReport, HORIZON_DAYS, MAX_COHORT_MONTHS,
 };
 pub use experiments::{
-    experiment_report, Assignment, Comparison, ExperimentReport, Roi, SampleRatio,
-    RETENTION_WINDOW_DAYS,
+    campaign_cost_minor, experiment_report, Assignment, Comparison, ExperimentReport, Roi,
+    SampleRatio, RETENTION_WINDOW_DAYS,
 };
 pub use summary::{
     summary, BuyAgain, CostMetrics, GroupStats, Omnichannel, Summary, UsersVsNonUsers,
     BUY_AGAIN_DAYS, RETENTION_6M_DAYS,
 };
 
-use crate::ids::{Channel, CustomerId, IdError, Segment, StoreId};
+use crate::ids::{CampaignId, Channel, CustomerId, IdError, Segment, StoreId};
 use crate::money::BasisPoints;
 use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
@@ -79,6 +79,9 @@ pub struct OrderFact {
     pub cashback_minor: i64,
     /// Cashback returns took back from it (from the lot, as debt, or forfeited).
     pub clawed_back_minor: i64,
+    /// The lot the order's cashback went to (none when it earned nothing): what campaigns
+    /// paid on the order is read by lot ([`Facts::campaign_paid`]).
+    pub lot_id: Option<i64>,
 }
 
 impl OrderFact {
@@ -134,6 +137,9 @@ pub struct Facts {
     /// The channel of the order that earned each lot, by lot id (ids are small and dense:
     /// stores number lots from 1), for stores that resolve redemption parts themselves.
     lot_channel: Vec<Option<Channel>>,
+    /// What the campaigns a report names paid, by lot id: read only when a report asks
+    /// (a campaign filter or a campaign's experiment).
+    campaign_lots: HashMap<CampaignId, HashMap<i64, i64>>,
 }
 
 /// The hasher of the id maps: foldhash, several times faster than SipHash on short ids. The
@@ -201,13 +207,41 @@ impl Facts {
             .and_then(|ix| self.lot_channel.get(ix).copied().flatten())
     }
 
+    /// Records that `campaign` paid `amount_minor` into lot `lot_id` (its order's cashback).
+    pub fn campaign_paid(&mut self, campaign: &CampaignId, lot_id: i64, amount_minor: i64) {
+        *self
+            .campaign_lots
+            .entry(campaign.clone())
+            .or_default()
+            .entry(lot_id)
+            .or_insert(0) += amount_minor;
+    }
+
+    /// Marks `campaign` as read, even when it paid on no lot.
+    pub fn campaign_read(&mut self, campaign: &CampaignId) {
+        self.campaign_lots.entry(campaign.clone()).or_default();
+    }
+
+    /// Per order (same index as [`Facts::orders`]), what `campaign` paid on it; 0 where it
+    /// paid nothing (or was never read).
+    pub fn paid_by(&self, campaign: &CampaignId) -> Vec<i64> {
+        let lots = self.campaign_lots.get(campaign);
+        self.orders
+            .iter()
+            .map(|o| match (lots, o.lot_id) {
+                (Some(lots), Some(lot)) => lots.get(&lot).copied().unwrap_or(0),
+                _ => 0,
+            })
+            .collect()
+    }
+
     /// The index of a customer already present.
     pub fn find_customer(&self, id: &str) -> Option<CustomerIx> {
         self.customer_ix.get(id).copied()
     }
 }
 
-/// What a report covers. `campaign` will join these filters when lots record campaigns.
+/// What a report covers.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Filter {
     /// First local date of the period (default: the first order's date).
@@ -217,6 +251,10 @@ pub struct Filter {
     pub channel: Option<Channel>,
     pub store: Option<StoreId>,
     pub segment: Option<Segment>,
+    /// Orders on which this campaign paid cashback, and the customers with such an order
+    /// (see the summary's definitions). The caller reads what it paid into the facts
+    /// ([`Facts::campaign_paid`]) first.
+    pub campaign: Option<CampaignId>,
 }
 
 /// A filter that cannot describe a period.
@@ -356,6 +394,8 @@ struct Scope<'f> {
     in_segment: Vec<bool>,
     /// Per order: its local date.
     order_day: Vec<NaiveDate>,
+    /// With a campaign filter, per order: what the campaign paid on it.
+    campaign_paid: Option<Vec<i64>>,
 }
 
 impl<'f> Scope<'f> {
@@ -388,7 +428,8 @@ impl<'f> Scope<'f> {
                 None => StoreMatch::Nothing,
             },
         };
-        let in_segment = facts
+        let cutoff = report_cutoff(filter, ctx);
+        let mut in_segment: Vec<bool> = facts
             .customers
             .iter()
             .map(|c| {
@@ -398,15 +439,29 @@ impl<'f> Scope<'f> {
                     .is_none_or(|s| c.segments.contains(s))
             })
             .collect();
+        let campaign_paid = filter.campaign.as_ref().map(|c| facts.paid_by(c));
+        if let Some(paid) = &campaign_paid {
+            // A customer is the campaign's when it paid on an order of theirs by the end.
+            let mut reached = vec![false; facts.customers.len()];
+            for (o, p) in facts.orders.iter().zip(paid) {
+                if *p > 0 && o.placed_at < cutoff {
+                    reached[o.customer as usize] = true;
+                }
+            }
+            for (keep, r) in in_segment.iter_mut().zip(reached) {
+                *keep &= r;
+            }
+        }
         Ok(Scope {
             facts,
             period: Period { from, to, end },
-            cutoff: report_cutoff(filter, ctx),
+            cutoff,
             zone,
             channel: filter.channel,
             store,
             in_segment,
             order_day,
+            campaign_paid,
         })
     }
 
@@ -429,6 +484,7 @@ impl<'f> Scope<'f> {
         o.placed_at < self.cutoff
             && self.in_segment[o.customer as usize]
             && self.place_matches(o.channel, o.store)
+            && self.campaign_paid.as_ref().is_none_or(|p| p[i] > 0)
     }
 
     /// Matches and lies in the period.

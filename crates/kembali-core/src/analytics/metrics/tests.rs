@@ -47,6 +47,8 @@ fn order(customer: &'static str, channel: Channel, placed_at: DateTime<Utc>, tot
 fn add_order(f: &mut Facts, o: O) {
     let customer = f.customer(o.customer).unwrap();
     let store = o.store.map(|s| f.store(s).unwrap());
+    // Lots are numbered like the orders (from 1), for the orders that earned.
+    let lot_id = (o.cashback > 0).then_some(f.orders.len() as i64 + 1);
     f.orders.push(OrderFact {
         customer,
         channel: o.channel,
@@ -56,6 +58,7 @@ fn add_order(f: &mut Facts, o: O) {
         returned_minor: o.returned,
         cashback_minor: o.cashback,
         clawed_back_minor: o.clawed,
+        lot_id,
     });
 }
 
@@ -306,6 +309,68 @@ fn channel_store_and_segment_filters_select_orders_and_customers() {
 }
 
 #[test]
+fn a_campaign_filter_keeps_the_orders_it_paid_on_and_their_customers() {
+    let mut f = fixture();
+    let bf = CampaignId::parse("bf").unwrap();
+    // Lots (see `add_order`): ana Jan 10 = 1, ana Jan 20 = 2, bia May 1 = 4, caio Mar 1 = 5.
+    // bf paid 300 of ana's Jan 10 cashback (500) and all 150 of caio's.
+    f.campaign_paid(&bf, 1, 300);
+    f.campaign_paid(&bf, 5, 150);
+    let filter = Filter {
+        campaign: Some(bf.clone()),
+        ..Filter::default()
+    };
+    let s = summary(&f, &filter, &year_end()).unwrap();
+    // Orders: ana Jan 10 (10000, 2000 returned) and caio Mar 1 (3000): gross 13000, net
+    // 11000, average ticket 5500; nobody has two such orders.
+    assert_eq!(
+        (
+            s.active_customers,
+            s.orders,
+            s.gross_revenue_minor,
+            s.net_revenue_minor
+        ),
+        (2, 2, 13_000, 11_000)
+    );
+    assert_eq!(s.average_ticket_minor, Some(5_500.0));
+    assert!(close(s.repeat_purchase_rate, 0.0));
+    // Cost is those orders' whole cashback: 500 + 150 earned, 100 clawed back, 550.
+    let c = &s.cost;
+    assert_eq!(
+        (c.cashback_earned_minor, c.clawed_back_minor, c.cost_minor),
+        (650, 100, 550)
+    );
+    // Customers ana and caio: ana's 300 spent at the store, caio's 150 expired; liability
+    // ana 350 + caio 0; bia's wallet is not counted.
+    assert_eq!(
+        (c.redeemed_minor, c.expired_minor, c.liability_minor),
+        (300, 150, 350)
+    );
+    // Retention cohorts are the customers' first bf orders: ana January, caio March.
+    let r = retention(&f, &filter, &year_end()).unwrap();
+    let sizes: Vec<(String, u64)> = r
+        .cohorts
+        .iter()
+        .map(|c| (c.cohort.clone(), c.customers))
+        .collect();
+    assert_eq!(sizes, vec![("2026-01".into(), 1), ("2026-03".into(), 1)]);
+    // A campaign that paid nothing (or was never read) selects nothing.
+    let none = Filter {
+        campaign: Some(CampaignId::parse("other").unwrap()),
+        ..Filter::default()
+    };
+    let s = summary(&f, &none, &year_end()).unwrap();
+    assert_eq!(
+        (s.orders, s.active_customers, s.cost.liability_minor),
+        (0, 0, 0)
+    );
+    // A campaign's cost on an order is net of its part of the clawback: ana's order had
+    // 100 of 500 clawed back, bf paid 300 of the 500, so 300 − 100 × 300 / 500 = 240.
+    assert_eq!(campaign_cost_minor(300, &f.orders[0]), 240);
+    assert_eq!(campaign_cost_minor(150, &f.orders[4]), 150);
+}
+
+#[test]
 fn a_period_with_from_after_to_or_too_long_is_refused() {
     let bad = Filter {
         from: Some(date(2026, 3, 2)),
@@ -465,6 +530,7 @@ fn prediction_from_too_few_customers_or_repeat_buyers_is_not_measurable() {
             returned_minor: 0,
             cashback_minor: 0,
             clawed_back_minor: 0,
+            lot_id: None,
         });
     }
     let l = lifetime_value(&f, &Filter::default(), &ctx(Tz::UTC, at(2026, 3, 1, 0))).unwrap();
@@ -525,7 +591,15 @@ fn experiment_fixture() -> (Facts, Vec<Assignment>) {
 #[test]
 fn experiment_compares_arms_with_welch_intervals_and_roi() {
     let (f, a) = experiment_fixture();
-    let r = experiment_report(&f, &a, BasisPoints(5_000), &Filter::default(), &year_end()).unwrap();
+    let r = experiment_report(
+        &f,
+        &a,
+        BasisPoints(5_000),
+        None,
+        &Filter::default(),
+        &year_end(),
+    )
+    .unwrap();
     assert_eq!(
         (
             r.treatment_customers,
@@ -593,6 +667,7 @@ fn without_a_holdout_effects_and_roi_are_not_measurable() {
         &f,
         &treated,
         BasisPoints(5_000),
+        None,
         &Filter::default(),
         &year_end(),
     )
@@ -600,8 +675,50 @@ fn without_a_holdout_effects_and_roi_are_not_measurable() {
     assert_eq!(r.holdout_customers, 0);
     assert!(matches!(r.roi, Measurable::NotMeasurable { .. }));
     assert!(matches!(r.conversion, Measurable::NotMeasurable { .. }));
-    let r = experiment_report(&f, &[], BasisPoints(0), &Filter::default(), &year_end()).unwrap();
+    let r = experiment_report(
+        &f,
+        &[],
+        BasisPoints(0),
+        None,
+        &Filter::default(),
+        &year_end(),
+    )
+    .unwrap();
     assert!(matches!(r.sample_ratio, Measurable::NotMeasurable { .. }));
+}
+
+#[test]
+fn a_campaign_experiment_counts_from_first_seen_and_costs_what_the_campaign_paid() {
+    let (mut f, mut a) = experiment_fixture();
+    let c = CampaignId::parse("double").unwrap();
+    // The campaign paid half of every treated order's cashback (5 % of its total).
+    for o in f.orders.clone() {
+        if let Some(lot) = o.lot_id {
+            f.campaign_paid(&c, lot, o.cashback_minor / 2);
+        }
+    }
+    // t2 was first seen by the campaign on Mar 1: their Feb 1 order (2000) is before.
+    let t2 = f.find_customer("t2").unwrap();
+    for x in a.iter_mut().filter(|x| x.customer == t2) {
+        x.first_seen_at = at(2026, 3, 1, 0);
+    }
+    let r = experiment_report(
+        &f,
+        &a,
+        BasisPoints(5_000),
+        Some(&c),
+        &Filter::default(),
+        &year_end(),
+    )
+    .unwrap();
+    // Treatment spend 1000, 3000, 0, 2000 (mean 1500); orders 1, 1, 0, 1 (mean 0.75).
+    let spend = r.spend_per_customer.measured().unwrap();
+    assert_eq!(spend.treatment_mean, 1_500.0);
+    let orders = r.orders_per_customer.measured().unwrap();
+    assert_eq!(orders.treatment_mean, 0.75);
+    // Cost: half of 5 % of 1000 + 3000 + 2000 = 25 + 75 + 50 = 150.
+    let roi = r.roi.measured().unwrap();
+    assert_eq!(roi.cashback_cost_minor, 150);
 }
 
 use crate::analytics::experiment::{welch, SampleStats};
