@@ -21,7 +21,6 @@ use kembali_core::lots::{Allocation, Lot, LotState};
 use kembali_core::order::{Order, OrderLine};
 use kembali_core::program::ProgramSettings;
 use rusqlite::{params, Connection, OptionalExtension, Row};
-use std::collections::HashMap;
 
 pub struct SqliteTx<'c> {
     conn: &'c mut Connection,
@@ -1516,31 +1515,40 @@ impl Tx for SqliteTx<'_> {
     }
 
     async fn metric_orders(&mut self, facts: &mut Facts) -> R<()> {
-        // Returned lines are few: their sums go in a map the order scan probes by id.
-        let mut returned: HashMap<String, Vec<(Channel, i64, i64)>> = HashMap::new();
-        each_row(self.conn, metrics_sql::RETURNED_BY_ORDER, |r| {
-            returned.entry(text(r, 1)?.to_owned()).or_default().push((
-                channel(text(r, 0)?)?,
+        // Returned lines are few: their sums per order come in the orders' rowid order, and
+        // the order scan (also in rowid order: a rowid table's own order, no sort) walks
+        // them alongside, so no order is looked up by id.
+        let mut returned: Vec<(i64, i64, i64)> = Vec::new();
+        each_row(self.conn, metrics_sql::RETURNED_BY_ORDER_ROWID, |r| {
+            returned.push((
+                r.get(0).map_err(db_err)?,
+                r.get(1).map_err(db_err)?,
                 r.get(2).map_err(db_err)?,
-                r.get(3).map_err(db_err)?,
             ));
             Ok(())
         })?;
-        let sql = "SELECT customer_id, channel, store_id, placed_at, total, cashback, order_id,
+        let mut returned = returned.into_iter().peekable();
+        let capacity: Option<i64> = self
+            .conn
+            .query_row("SELECT MAX(rowid) FROM orders", [], |r| r.get(0))
+            .map_err(db_err)?;
+        facts
+            .orders
+            .reserve(usize::try_from(capacity.unwrap_or(0)).unwrap_or(0));
+        let sql = "SELECT customer_id, channel, store_id, placed_at, total, cashback, rowid,
                           lot_id
-                   FROM orders";
+                   FROM orders ORDER BY rowid";
         each_row(self.conn, sql, |r| {
             let (customer, store) = facts
                 .customer_at(text(r, 0)?, opt_text(r, 2)?)
                 .map_err(corrupt)?;
             let ch = channel(text(r, 1)?)?;
-            let (returned_minor, clawed_back_minor) = match returned.is_empty() {
-                true => (0, 0),
-                false => returned
-                    .get(text(r, 6)?)
-                    .and_then(|v| v.iter().find(|(c, _, _)| *c == ch))
-                    .map_or((0, 0), |&(_, ret, claw)| (ret, claw)),
-            };
+            let rowid: i64 = r.get(6).map_err(db_err)?;
+            let (returned_minor, clawed_back_minor) =
+                match returned.next_if(|&(of, _, _)| of == rowid) {
+                    Some((_, ret, claw)) => (ret, claw),
+                    None => (0, 0),
+                };
             let lot_id = r.get::<_, Option<i64>>(7).map_err(db_err)?;
             if let Some(lot_id) = lot_id {
                 facts.earned_lot(lot_id, ch);
