@@ -22,6 +22,20 @@ use kembali_core::order::{Order, OrderLine};
 use kembali_core::program::ProgramSettings;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
+/// The statement that inserts an order's row, `$verb` being `INSERT` or `INSERT OR IGNORE`
+/// (see [`execute_order`] for the parameters).
+macro_rules! insert_order {
+    ($verb:literal) => {
+        concat!(
+            $verb,
+            " INTO orders (channel, order_id, customer_id, store_id, currency, placed_at,
+                 created_at, redemption_id, redeemed, cashback, total, lot_id, request_hash,
+                 available_at, expires_at, partner_id, campaigns)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
+        )
+    };
+}
+
 pub struct SqliteTx<'c> {
     conn: &'c mut Connection,
 }
@@ -31,107 +45,134 @@ impl<'c> SqliteTx<'c> {
         SqliteTx { conn }
     }
 
-    /// The order's row; `verb` is `INSERT` or `INSERT OR IGNORE`. Returns whether a row
-    /// was inserted.
-    fn insert_order_row(&mut self, o: &OrderRecord, verb: &str) -> R<bool> {
-        let campaigns = json(&o.campaigns)?;
-        let sql = format!(
-            "{verb} INTO orders (channel, order_id, customer_id, store_id, currency, placed_at, created_at,
-                 redemption_id, redeemed, cashback, total, lot_id, request_hash, available_at, expires_at,
-                 partner_id, campaigns)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
-        );
-        let inserted = self
-            .conn
-            .prepare_cached(&sql)
-            .and_then(|mut st| {
-                st.execute(params![
-                    o.key.channel.as_str(),
-                    o.key.order_id.as_str(),
-                    o.customer_id.as_str(),
-                    o.store_id.as_ref().map(|s| s.as_str()),
-                    o.currency,
-                    micros(o.placed_at),
-                    micros(o.created_at),
-                    o.redemption_id.as_ref().map(|r| r.as_str()),
-                    o.redeemed_minor,
-                    o.cashback_minor,
-                    o.total_minor,
-                    o.lot_id,
-                    o.request_hash,
-                    o.available_at.map(micros),
-                    o.expires_at.map(micros),
-                    o.partner_id.as_ref().map(|p| p.as_str()),
-                    campaigns,
-                ])
-            })
-            .map_err(db_err)?;
-        Ok(inserted > 0)
+    /// The order's row; with `if_new`, `INSERT OR IGNORE`. Returns whether a row was
+    /// inserted.
+    fn insert_order_row(&mut self, o: &OrderRecord, if_new: bool) -> R<bool> {
+        let sql = match if_new {
+            true => insert_order!("INSERT OR IGNORE"),
+            false => insert_order!("INSERT"),
+        };
+        let mut st = self.conn.prepare_cached(sql).map_err(db_err)?;
+        execute_order(&mut st, o)
     }
 
     fn insert_lines(&mut self, o: &OrderRecord) -> R<()> {
-        let mut st = self
-            .conn
-            .prepare_cached(
-                "INSERT INTO order_lines (channel, order_id, line_no, line_id, sku, category, tags, quantity, unit_price,
-                     discount, net, redeemed, cashback, returned_qty, clawed_back, restored, explanation, rules)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
-            )
-            .map_err(db_err)?;
-        for (n, l) in o.lines.iter().enumerate() {
-            let tags: Vec<&str> = l.line.tags.iter().map(|t| t.as_str()).collect();
-            st.execute(params![
-                o.key.channel.as_str(),
-                o.key.order_id.as_str(),
-                n as i64,
-                l.line.line_id.as_str(),
-                l.line.sku.as_str(),
-                l.line.category.as_str(),
-                json(&tags)?,
-                l.line.quantity,
-                l.line.unit_price_minor,
-                l.line.discount_minor,
-                l.net_minor,
-                l.redeemed_minor,
-                l.cashback_minor,
-                l.returned_qty,
-                l.clawed_back_minor,
-                l.restored_minor,
-                l.explanation,
-                json(&l.rules)?,
-            ])
-            .map_err(db_err)?;
-        }
-        Ok(())
+        let mut st = self.conn.prepare_cached(INSERT_LINE).map_err(db_err)?;
+        execute_lines(&mut st, o)
     }
 
-    /// One imported order: its customer if new, then the order unless its key is stored.
-    fn import_order(&mut self, o: &OrderRecord) -> R<ImportOutcome> {
-        self.conn
+    /// Imported orders: each one's customer if new, then the order unless its key is
+    /// stored. The statements are looked up once for the whole slice.
+    fn import_all(&mut self, orders: &[OrderRecord]) -> R<Vec<ImportOutcome>> {
+        let conn = &*self.conn;
+        let mut customer = conn
             .prepare_cached(
                 "INSERT OR IGNORE INTO customers (id, segments, created_at) VALUES (?1, '[]', ?2)",
             )
-            .and_then(|mut st| st.execute(params![o.customer_id.as_str(), micros(o.placed_at)]))
             .map_err(db_err)?;
-        if self.insert_order_row(o, "INSERT OR IGNORE")? {
-            self.insert_lines(o)?;
-            return Ok(ImportOutcome::Inserted);
-        }
-        let stored: String = self
-            .conn
+        let mut order = conn
+            .prepare_cached(insert_order!("INSERT OR IGNORE"))
+            .map_err(db_err)?;
+        let mut lines = conn.prepare_cached(INSERT_LINE).map_err(db_err)?;
+        let mut stored = conn
             .prepare_cached("SELECT request_hash FROM orders WHERE order_id = ?1 AND channel = ?2")
-            .and_then(|mut st| {
-                st.query_row(
+            .map_err(db_err)?;
+        // A customer named again in the slice is already there (created at the first).
+        let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
+        let mut outcomes = Vec::with_capacity(orders.len());
+        for o in orders {
+            if seen.insert(o.customer_id.as_str()) {
+                customer
+                    .execute(params![o.customer_id.as_str(), micros(o.placed_at)])
+                    .map_err(db_err)?;
+            }
+            if execute_order(&mut order, o)? {
+                execute_lines(&mut lines, o)?;
+                outcomes.push(ImportOutcome::Inserted);
+                continue;
+            }
+            let hash: String = stored
+                .query_row(
                     params![o.key.order_id.as_str(), o.key.channel.as_str()],
                     |r| r.get(0),
                 )
-            })
-            .map_err(db_err)?;
-        Ok(ImportOutcome::of_existing(&stored, &o.request_hash))
+                .map_err(db_err)?;
+            outcomes.push(ImportOutcome::of_existing(&hash, &o.request_hash));
+        }
+        Ok(outcomes)
     }
 }
 
+/// Inserts an order's row with an `insert_order!` statement; returns whether it went in.
+fn execute_order(st: &mut rusqlite::Statement<'_>, o: &OrderRecord) -> R<bool> {
+    let inserted = st
+        .execute(params![
+            o.key.channel.as_str(),
+            o.key.order_id.as_str(),
+            o.customer_id.as_str(),
+            o.store_id.as_ref().map(|s| s.as_str()),
+            o.currency,
+            micros(o.placed_at),
+            micros(o.created_at),
+            o.redemption_id.as_ref().map(|r| r.as_str()),
+            o.redeemed_minor,
+            o.cashback_minor,
+            o.total_minor,
+            o.lot_id,
+            o.request_hash,
+            o.available_at.map(micros),
+            o.expires_at.map(micros),
+            o.partner_id.as_ref().map(|p| p.as_str()),
+            json_list(&o.campaigns)?,
+        ])
+        .map_err(db_err)?;
+    Ok(inserted > 0)
+}
+
+const INSERT_LINE: &str =
+    "INSERT INTO order_lines (channel, order_id, line_no, line_id, sku, category, tags,
+         quantity, unit_price, discount, net, redeemed, cashback, returned_qty, clawed_back,
+         restored, explanation, rules)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)";
+
+/// Inserts an order's lines with the [`INSERT_LINE`] statement.
+fn execute_lines(st: &mut rusqlite::Statement<'_>, o: &OrderRecord) -> R<()> {
+    for (n, l) in o.lines.iter().enumerate() {
+        let tags: Vec<&str> = l.line.tags.iter().map(|t| t.as_str()).collect();
+        st.execute(params![
+            o.key.channel.as_str(),
+            o.key.order_id.as_str(),
+            n as i64,
+            l.line.line_id.as_str(),
+            l.line.sku.as_str(),
+            l.line.category.as_str(),
+            json_list(&tags)?,
+            l.line.quantity,
+            l.line.unit_price_minor,
+            l.line.discount_minor,
+            l.net_minor,
+            l.redeemed_minor,
+            l.cashback_minor,
+            l.returned_qty,
+            l.clawed_back_minor,
+            l.restored_minor,
+            l.explanation,
+            json_list(&l.rules)?,
+        ])
+        .map_err(db_err)?;
+    }
+    Ok(())
+}
+
 type R<T> = Result<T, StoreError>;
+
+/// A list as JSON; the empty list (most tags, rules and campaigns) without serde.
+fn json_list<T: serde::Serialize>(items: &[T]) -> R<std::borrow::Cow<'static, str>> {
+    Ok(match items.is_empty() {
+        true => "[]".into(),
+        false => json(&items)?.into(),
+    })
+}
 
 /// Runs a parameterless query and hands each row to `f`, without collecting them.
 fn each_row(conn: &Connection, sql: &str, mut f: impl FnMut(&Row<'_>) -> R<()>) -> R<()> {
@@ -746,7 +787,7 @@ impl Tx for SqliteTx<'_> {
     }
 
     async fn insert_order(&mut self, o: &OrderRecord) -> R<()> {
-        self.insert_order_row(o, "INSERT")?;
+        self.insert_order_row(o, false)?;
         self.insert_lines(o)
     }
 
@@ -1494,7 +1535,7 @@ impl Tx for SqliteTx<'_> {
     // ------------------------------------------------------------------ history import
 
     async fn import_orders(&mut self, orders: &[OrderRecord]) -> R<Vec<ImportOutcome>> {
-        orders.iter().map(|o| self.import_order(o)).collect()
+        self.import_all(orders)
     }
 
     // ------------------------------------------------------------ metrics and experiments

@@ -48,11 +48,8 @@ pub async fn run<S: Store>(store: Arc<S>, args: ImportArgs) -> Result<()> {
     let size = std::fs::metadata(&path)
         .with_context(|| format!("reading {}", path.display()))?
         .len();
-    let passes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let open = move || -> std::io::Result<_> {
-        let pass = passes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let bar = progress_bar(size, if pass == 0 { "checking" } else { "importing" });
-        Ok(bar.wrap_read(File::open(&path)?))
+        Ok(progress_bar(size, "importing").wrap_read(File::open(&path)?))
     };
     let started = Instant::now();
     match engine.import_from(format, open, args.earn).await {

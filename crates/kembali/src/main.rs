@@ -5,6 +5,7 @@
 //! is printed once, as the last line on stdout, for the operator to copy).
 
 mod bench;
+mod bench_import;
 mod bench_pg;
 mod bench_report;
 mod campaigns_cmd;
@@ -70,6 +71,9 @@ enum Command {
     Report(report::ReportArgs),
     /// Time the metrics report on a scratch SQLite database filled with synthetic orders.
     BenchReport(bench_report::BenchReportArgs),
+    /// Time `kembali import` on a synthetic CSV (a fresh durable SQLite file), and its peak
+    /// memory.
+    BenchImport(bench_import::BenchImportArgs),
 }
 
 #[derive(Args)]
@@ -156,6 +160,7 @@ async fn main() -> ExitCode {
         | Command::BenchPg(_)
         | Command::BenchCampaigns(_)
         | Command::BenchReport(_)
+        | Command::BenchImport(_)
         | Command::Report(_)
         | Command::Backtest(_) => "warn",
         _ => "info",
@@ -212,6 +217,7 @@ async fn run(command: Command) -> Result<()> {
             .await)
         }
         Command::BenchReport(args) => bench_report::run(args).await,
+        Command::BenchImport(args) => bench_import::run(args).await,
     }
 }
 

@@ -1,13 +1,14 @@
 //! History import: past orders from a file into the store, so a retailer starts with their
 //! real history (`kembali import`).
 //!
-//! Two passes over the file. [`check`] reads it once and reports every bad row (up to
-//! [`MAX_REPORTED_ERRORS`]) without touching the database. [`Engine::import_history`] reads
-//! it again and writes it in ONE transaction, so a conflict found there (an order already
-//! stored with other content), a crash or a kill leaves the database as it was: nothing is
-//! ever half-imported. A reader thread parses while the store writes; at most
-//! [`QUEUED_BATCHES`] batches of [`BATCH_ORDERS`] orders wait between them, which bounds
-//! memory whatever the file's size.
+//! One pass over the file, in ONE transaction. A reader thread parses and checks each order
+//! (and, for history, builds the record the store takes, request hash included) while the
+//! store writes; at most [`QUEUED_BATCHES`] batches of [`BATCH_ORDERS`] orders wait between
+//! them, which bounds memory whatever the file's size. Once a row is bad nothing more is
+//! written: the reader goes on to the end only to list every bad row (up to
+//! [`MAX_REPORTED_ERRORS`], with the total), and the transaction rolls back. A bad row, a
+//! conflict (an order already stored with other content), a crash or a kill leaves the
+//! database as it was: nothing is ever half-imported.
 //!
 //! Imported history earns nothing (orders stored with no cashback, no lot, no ledger entry)
 //! unless `earn` is asked: then each order goes through the engine's own earning path
@@ -25,7 +26,7 @@ use crate::wallet::load_ctx;
 use crate::Engine;
 use chrono::{DateTime, Utc};
 use kembali_core::program::ProgramSettings;
-use source::{Format, RowError, SourceContext, SourceItem, SourceOrder};
+use source::{Format, RowError, SourceContext, SourceOrder};
 use std::io::Read;
 use std::sync::{Arc, Mutex};
 
@@ -59,14 +60,6 @@ impl RowErrors {
     }
 }
 
-/// What the checking pass found.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Checked {
-    pub orders: u64,
-    pub lines: u64,
-    pub problems: RowErrors,
-}
-
 /// What an import did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ImportSummary {
@@ -80,6 +73,18 @@ pub struct ImportSummary {
     pub cashback_minor: i64,
 }
 
+impl ImportSummary {
+    fn count(&mut self, lines: usize, outcome: ImportOutcome) {
+        self.orders += 1;
+        self.lines += lines as u64;
+        match outcome {
+            ImportOutcome::Inserted => self.inserted += 1,
+            ImportOutcome::Unchanged => self.unchanged += 1,
+            ImportOutcome::Conflict => {}
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
     #[error("{} bad row(s); nothing was imported", .0.total)]
@@ -90,23 +95,46 @@ pub enum ImportError {
     Io(#[from] std::io::Error),
 }
 
-/// The first pass: reads every order and lists what is wrong, touching nothing.
-pub fn check(orders: impl Iterator<Item = SourceItem>) -> Checked {
-    let mut checked = Checked::default();
-    for item in orders {
-        match item {
-            Ok(o) => {
-                checked.orders += 1;
-                checked.lines += o.post.order.lines.len() as u64;
-            }
-            Err(errors) => errors.into_iter().for_each(|e| checked.problems.push(e)),
-        }
-    }
-    checked
+/// Orders on their way from the reader thread to the writing job: history already turned
+/// into the records the store takes (hashed on the reader's thread), or, with `earn`, the
+/// orders to post.
+enum Batch {
+    History {
+        lines: Vec<u64>,
+        records: Vec<OrderRecord>,
+    },
+    Earn(Vec<SourceOrder>),
 }
 
-/// A batch on its way from the reader thread to the writing job.
-type Batch = Result<Vec<SourceOrder>, Vec<RowError>>;
+impl Batch {
+    fn new(earn: bool) -> Batch {
+        if earn {
+            Batch::Earn(Vec::with_capacity(BATCH_ORDERS))
+        } else {
+            Batch::History {
+                lines: Vec::with_capacity(BATCH_ORDERS),
+                records: Vec::with_capacity(BATCH_ORDERS),
+            }
+        }
+    }
+
+    fn push(&mut self, o: SourceOrder, created_at: DateTime<Utc>) {
+        match self {
+            Batch::History { lines, records } => {
+                lines.push(o.line);
+                records.push(history_record(o, created_at));
+            }
+            Batch::Earn(orders) => orders.push(o),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Batch::History { lines, .. } => lines.len(),
+            Batch::Earn(orders) => orders.len(),
+        }
+    }
+}
 
 impl<S: Store> Engine<S> {
     /// What import checks a file against, from the program's settings.
@@ -135,8 +163,7 @@ impl<S: Store> Engine<S> {
         })
     }
 
-    /// Both passes: checks what `open` reads, then (if every row is good) imports it.
-    /// `open` is called once per pass and must give the same bytes each time.
+    /// Imports what `open` reads (see the module docs). `open` is called once.
     pub async fn import_from<R, F>(
         &self,
         format: Format,
@@ -145,25 +172,16 @@ impl<S: Store> Engine<S> {
     ) -> Result<ImportSummary, ImportError>
     where
         R: Read + Send + 'static,
-        F: Fn() -> std::io::Result<R> + Send + Sync + 'static,
+        F: FnOnce() -> std::io::Result<R> + Send + 'static,
     {
         let ctx = self.import_context().await?;
-        let open = Arc::new(open);
-        let (first, check_ctx) = (open.clone(), ctx.clone());
-        let checked = tokio::task::spawn_blocking(move || -> std::io::Result<Checked> {
-            Ok(check(source::orders(format, first()?, check_ctx)))
-        })
-        .await
-        .map_err(|e| std::io::Error::other(e.to_string()))??;
-        if !checked.problems.is_empty() {
-            return Err(ImportError::Rows(checked.problems));
-        }
         self.import_history(format, open()?, ctx, earn).await
     }
 
-    /// The second pass: writes the orders `reader` holds in one transaction (see the module
-    /// docs). Run [`check`] first: a bad row met here aborts the whole import. With `earn`,
-    /// due work (maturations, expiries) is settled up to now once the import committed.
+    /// Reads `reader` and writes its orders in one transaction (see the module docs): any
+    /// bad row or conflict rolls the whole file back, and every bad row is reported. With
+    /// `earn`, due work (maturations, expiries) is settled up to now once the import
+    /// committed.
     pub async fn import_history<R: Read + Send + 'static>(
         &self,
         format: Format,
@@ -171,74 +189,81 @@ impl<S: Store> Engine<S> {
         ctx: SourceContext,
         earn: bool,
     ) -> Result<ImportSummary, ImportError> {
-        let (batches, mut rx) = tokio::sync::mpsc::channel::<Batch>(QUEUED_BATCHES);
+        let (batches, mut rx) =
+            tokio::sync::mpsc::channel::<Result<Batch, RowErrors>>(QUEUED_BATCHES);
+        let created_at = self.now();
         let reader_thread = std::thread::spawn(move || {
-            let mut batch = Vec::with_capacity(BATCH_ORDERS);
+            let mut problems = RowErrors::default();
+            let mut batch = Batch::new(earn);
             for item in source::orders(format, reader, ctx) {
                 match item {
-                    Ok(o) => batch.push(o),
-                    Err(e) => {
-                        let _ = batches.blocking_send(Err(e));
-                        return;
-                    }
+                    // Once a row is bad, nothing more is written: the rest is only read
+                    // for its problems.
+                    Ok(o) if problems.is_empty() => batch.push(o, created_at),
+                    Ok(_) => {}
+                    Err(errors) => errors.into_iter().for_each(|e| problems.push(e)),
                 }
                 if batch.len() == BATCH_ORDERS {
-                    let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_ORDERS));
+                    let full = std::mem::replace(&mut batch, Batch::new(earn));
                     if batches.blocking_send(Ok(full)).is_err() {
                         return; // The job failed and hung up.
                     }
                 }
             }
-            if !batch.is_empty() {
-                let _ = batches.blocking_send(Ok(batch));
-            }
+            let last = if problems.is_empty() {
+                Ok(batch)
+            } else {
+                Err(problems)
+            };
+            let _ = batches.blocking_send(last);
         });
         let problems = Arc::new(Mutex::new(RowErrors::default()));
         let found = problems.clone();
-        let created_at = self.now();
         let outcome = self
             .store()
             .write(job(move |tx| {
                 Box::pin(async move {
                     let mut summary = ImportSummary::default();
+                    let mut conflicts = RowErrors::default();
                     while let Some(batch) = rx.recv().await {
-                        let orders = match batch {
-                            Ok(orders) => orders,
-                            Err(errors) => {
-                                let mut p = found.lock().unwrap_or_else(|p| p.into_inner());
-                                errors.into_iter().for_each(|e| p.push(e));
-                                break;
+                        match batch {
+                            Ok(Batch::History { lines, records }) => {
+                                let outcomes = tx.import_orders(&records).await?;
+                                for ((line, o), outcome) in lines.iter().zip(&records).zip(outcomes)
+                                {
+                                    summary.count(o.lines.len(), outcome);
+                                    if outcome == ImportOutcome::Conflict {
+                                        conflicts.push(conflict(*line, &o.key));
+                                    }
+                                }
                             }
-                        };
-                        let outcomes = if earn {
-                            earn_batch(tx, orders.clone(), &mut summary).await?
-                        } else {
-                            let records: Vec<OrderRecord> = orders
-                                .iter()
-                                .map(|o| imported_record(o, created_at))
-                                .collect();
-                            tx.import_orders(&records).await?
-                        };
-                        let mut p = found.lock().unwrap_or_else(|p| p.into_inner());
-                        for (o, outcome) in orders.iter().zip(outcomes) {
-                            summary.orders += 1;
-                            summary.lines += o.post.order.lines.len() as u64;
-                            match outcome {
-                                ImportOutcome::Inserted => summary.inserted += 1,
-                                ImportOutcome::Unchanged => summary.unchanged += 1,
-                                ImportOutcome::Conflict => p.push(conflict(o)),
+                            Ok(Batch::Earn(orders)) => {
+                                for (o, outcome) in earn_batch(tx, orders, &mut summary).await? {
+                                    if outcome == ImportOutcome::Conflict {
+                                        conflicts.push(conflict(o.0, &o.1));
+                                    }
+                                }
+                            }
+                            Err(bad) => {
+                                // Bad rows and the conflicts met before them, by line.
+                                let mut p = found.lock().unwrap_or_else(|p| p.into_inner());
+                                let mut all = conflicts.errors;
+                                all.extend(bad.errors);
+                                all.sort_by_key(|e| e.line);
+                                all.truncate(MAX_REPORTED_ERRORS);
+                                *p = RowErrors {
+                                    errors: all,
+                                    total: conflicts.total + bad.total,
+                                };
+                                return Err(rejected());
                             }
                         }
                     }
-                    if found.lock().unwrap_or_else(|p| p.into_inner()).is_empty() {
+                    if conflicts.is_empty() {
                         Ok(summary)
                     } else {
-                        // Rolls the whole import back; the problems say why.
-                        Err(AppError::rejected(
-                            "import_rejected",
-                            None,
-                            "the file has bad rows",
-                        ))
+                        *found.lock().unwrap_or_else(|p| p.into_inner()) = conflicts;
+                        Err(rejected())
                     }
                 })
             }))
@@ -257,23 +282,29 @@ impl<S: Store> Engine<S> {
     }
 }
 
-fn conflict(o: &SourceOrder) -> RowError {
+/// Rolls the whole import back; the problems say why.
+fn rejected() -> AppError {
+    AppError::rejected("import_rejected", None, "the file has bad rows")
+}
+
+fn conflict(line: u64, key: &OrderKey) -> RowError {
     RowError::new(
-        o.line,
+        line,
         format!(
             "order {} on channel {} is already stored with other content (an order is \
              identified by its channel and order id)",
-            o.post.order.order_id, o.post.order.channel
+            key.order_id, key.channel
         ),
     )
 }
 
-/// Posts each order through the engine's earning path at its own `placed_at`.
+/// Posts each order through the engine's earning path at its own `placed_at`; returns each
+/// order's line, key and outcome.
 async fn earn_batch(
     tx: &mut dyn Tx,
     orders: Vec<SourceOrder>,
     summary: &mut ImportSummary,
-) -> Result<Vec<ImportOutcome>, AppError> {
+) -> Result<Vec<((u64, OrderKey), ImportOutcome)>, AppError> {
     let mut outcomes = Vec::with_capacity(orders.len());
     // The campaigns active now apply to the imported history (each at its own placed_at).
     let campaigns = crate::campaigns::active_set(&tx.campaigns().await?)?;
@@ -283,14 +314,18 @@ async fn earn_batch(
             channel: o.post.order.channel,
             order_id: o.post.order.order_id.clone(),
         };
-        if let Some(stored) = tx.order(&key).await? {
-            outcomes.push(ImportOutcome::of_existing(&stored.request_hash, &hash));
-            continue;
-        }
-        let ctx = load_ctx(tx, o.placed_at).await?;
-        let receipt = orders::post_order(tx, &ctx, &campaigns, o.post, hash).await?;
-        summary.cashback_minor += receipt.cashback_minor;
-        outcomes.push(ImportOutcome::Inserted);
+        let lines = o.post.order.lines.len();
+        let outcome = match tx.order(&key).await? {
+            Some(stored) => ImportOutcome::of_existing(&stored.request_hash, &hash),
+            None => {
+                let ctx = load_ctx(tx, o.placed_at).await?;
+                let receipt = orders::post_order(tx, &ctx, &campaigns, o.post, hash).await?;
+                summary.cashback_minor += receipt.cashback_minor;
+                ImportOutcome::Inserted
+            }
+        };
+        summary.count(lines, outcome);
+        outcomes.push(((o.line, key), outcome));
     }
     Ok(outcomes)
 }
@@ -299,28 +334,35 @@ async fn earn_batch(
 /// hash is the one the engine gives the same order, so posting it later through the API
 /// replays it instead of conflicting.
 pub fn imported_record(o: &SourceOrder, created_at: DateTime<Utc>) -> OrderRecord {
-    let order = &o.post.order;
+    history_record(o.clone(), created_at)
+}
+
+/// [`imported_record`], taking the order (no copy of its fields).
+fn history_record(o: SourceOrder, created_at: DateTime<Utc>) -> OrderRecord {
+    let request_hash = request_hash("order", &o.post);
+    let total_minor = o.post.order.total_minor();
+    let order = o.post.order;
     OrderRecord {
         key: OrderKey {
             channel: order.channel,
-            order_id: order.order_id.clone(),
+            order_id: order.order_id,
         },
-        customer_id: order.customer_id.clone(),
-        store_id: order.store_id.clone(),
+        customer_id: order.customer_id,
+        store_id: order.store_id,
         currency: order.currency.to_string(),
         placed_at: o.placed_at,
         created_at,
         redemption_id: None,
         redeemed_minor: 0,
         cashback_minor: 0,
-        total_minor: order.total_minor(),
+        total_minor,
         lot_id: None,
         available_at: None,
         expires_at: None,
-        request_hash: request_hash("order", &o.post),
+        request_hash,
         lines: order
             .lines
-            .iter()
+            .into_iter()
             .map(|line| LineRecord {
                 net_minor: line.net_minor(),
                 redeemed_minor: 0,
@@ -330,10 +372,10 @@ pub fn imported_record(o: &SourceOrder, created_at: DateTime<Utc>) -> OrderRecor
                 restored_minor: 0,
                 explanation: IMPORTED_EXPLANATION.into(),
                 rules: vec![],
-                line: line.clone(),
+                line,
             })
             .collect(),
-        partner_id: o.post.partner_id.clone(),
+        partner_id: o.post.partner_id,
         campaigns: Vec::new(),
     }
 }

@@ -2,10 +2,10 @@
 //! predicted (BG/NBD with Gamma-Gamma, fitted on the program's own history).
 
 use super::{
-    month_label, month_number, ratio, CustomerOrders, Facts, Filter, FilterError, Measurable,
-    Period, ReportContext, Scope,
+    month_label, month_number, ratio, CustomerIx, CustomerOrders, Facts, Filter, FilterError,
+    Measurable, Period, ReportContext, Scope,
 };
-use crate::analytics::rfm::{summarise, Purchase, TimeUnit};
+use crate::analytics::rfm::{summarise, Purchase, RfmError, RfmSummary, TimeUnit};
 use crate::analytics::{bgnbd, clv, gamma_gamma};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -40,6 +40,7 @@ pub struct RetentionReport {
 
 /// A customer of the period's cohorts: their cohort month and matching orders.
 struct CohortCustomer<'g> {
+    customer: CustomerIx,
     month: i32,
     orders: &'g [u32],
 }
@@ -51,9 +52,10 @@ fn cohort_customers<'g>(
 ) -> Vec<CohortCustomer<'g>> {
     grouped
         .groups()
-        .filter_map(|(_, group)| {
+        .filter_map(|(customer, group)| {
             let day = scope.order_day[group[0] as usize];
             scope.in_period(day).then(|| CohortCustomer {
+                customer,
                 month: month_number(day),
                 orders: group,
             })
@@ -215,17 +217,42 @@ pub fn lifetime_value(
     })
 }
 
-/// Fits both models on the customers and predicts each one's value; the error is why not.
-fn predict(
+/// Each customer of the period's cohorts (first matching order in the period) with the
+/// summary of their purchases up to the period's last day, in weeks: what the predicted
+/// lifetime value fits BG/NBD and Gamma-Gamma on. Customers are in the order of `facts`.
+pub fn calibration_summaries(
+    facts: &Facts,
+    filter: &Filter,
+    ctx: &ReportContext,
+) -> Result<Vec<(CustomerIx, RfmSummary)>, CalibrationError> {
+    let scope = Scope::new(facts, filter, ctx)?;
+    let grouped = scope.orders_by_customer();
+    let customers = cohort_customers(&scope, &grouped);
+    let summaries = summaries(&scope, &customers)?;
+    Ok(customers
+        .iter()
+        .map(|c| c.customer)
+        .zip(summaries)
+        .collect())
+}
+
+/// Why [`calibration_summaries`] has no answer.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CalibrationError {
+    #[error(transparent)]
+    Filter(#[from] FilterError),
+    #[error(transparent)]
+    Rfm(#[from] RfmError),
+}
+
+/// The customers' purchases (one per order, its net value) summarised up to the period's
+/// last day, in weeks.
+fn summaries(
     scope: &Scope<'_>,
     customers: &[CohortCustomer<'_>],
-    ctx: &ReportContext,
-) -> Result<(Prediction, Vec<i64>), String> {
-    if customers.is_empty() {
-        return Err("no customer has a first purchase in the period".into());
-    }
+) -> Result<Vec<RfmSummary>, RfmError> {
     let calibration_end = scope.last_date();
-    let summaries = customers
+    customers
         .iter()
         .map(|c| {
             let purchases: Vec<Purchase> = c
@@ -238,8 +265,19 @@ fn predict(
                 .collect();
             summarise(&purchases, calibration_end, TimeUnit::WEEK)
         })
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| e.to_string())?;
+        .collect()
+}
+
+/// Fits both models on the customers and predicts each one's value; the error is why not.
+fn predict(
+    scope: &Scope<'_>,
+    customers: &[CohortCustomer<'_>],
+    ctx: &ReportContext,
+) -> Result<(Prediction, Vec<i64>), String> {
+    if customers.is_empty() {
+        return Err("no customer has a first purchase in the period".into());
+    }
+    let summaries = summaries(scope, customers).map_err(|e| e.to_string())?;
     let histories: Vec<_> = summaries.iter().map(|s| s.frequency_recency()).collect();
     let spends: Vec<_> = summaries.iter().filter_map(|s| s.spend()).collect();
     if histories.len() < MIN_FIT_CUSTOMERS || spends.len() < MIN_SPEND_CUSTOMERS {

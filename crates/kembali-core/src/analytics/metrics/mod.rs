@@ -16,8 +16,9 @@ mod summary;
 mod tests;
 
 pub use cohorts::{
-    lifetime_value, retention, CohortLtv, CohortRetention, HistoricalValue, LtvReport, ModelFit,
-    Prediction, RetentionReport, HORIZON_DAYS, MAX_COHORT_MONTHS,
+    calibration_summaries, lifetime_value, retention, CalibrationError, CohortLtv, CohortRetention,
+    HistoricalValue, LtvReport, ModelFit, Prediction, RetentionReport, HORIZON_DAYS,
+    MAX_COHORT_MONTHS,
 };
 pub use experiments::{
     campaign_cost_minor, experiment_report, Assignment, Comparison, ExperimentReport, Roi,
