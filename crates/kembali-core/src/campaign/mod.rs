@@ -64,8 +64,8 @@ mod rules;
 mod time;
 
 pub use eval::{
-    budget_candidates, evaluate, CampaignOutcome, CampaignUsage, CapKind, CustomerFacts,
-    EvalContext, Evaluation,
+    budget_candidates, evaluate, evaluate_amounts, AmountPaid, Amounts, CampaignOutcome,
+    CampaignUsage, CapKind, CustomerFacts, EvalContext, Evaluation,
 };
 pub use raw::{
     RawCampaign, RawCaps, RawConditions, RawExclusions, RawFunding, RawHours, RawReward,
