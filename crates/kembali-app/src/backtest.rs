@@ -26,19 +26,20 @@
 
 use crate::campaign_admin::draft_set;
 use crate::campaigns::{
-    budget_debits, evaluate_with, holdouts_reached, usage_deltas, usage_for, zone, History,
-    OrderInput,
+    amounts_with, capped_periods, holdouts_reached, usage_for, zone, History, OrderInput,
 };
 use crate::error::{AppError, AppResult};
-use crate::experiments::{self, campaign_experiment, held_out};
+use crate::experiments::{campaign_arm_now, campaign_experiment};
 use crate::model::CampaignCreateRequest;
 use crate::store::{
-    CustomerRecord, HistoricalOrder, HistoryCursor, Tx, UsagePeriod, UsageRow, PROGRAM_EXPERIMENT,
+    CustomerRecord, HistoricalOrder, HistoryCursor, Tx, UsagePeriod, PROGRAM_EXPERIMENT,
 };
 use crate::wallet::Ctx;
 use chrono::{DateTime, Duration, Utc};
 use kembali_core::analytics::experiment::{assign, Arm};
-use kembali_core::campaign::{favourite_category, period_starts, CampaignSet, CapKind};
+use kembali_core::campaign::{
+    favourite_category, period_starts, Amounts, CampaignSet, CapKind, BASE_RATE_ID,
+};
 use kembali_core::ids::{CampaignId, Category, Channel, CustomerId};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -153,27 +154,81 @@ pub struct BacktestReport {
     pub elapsed_ms: u64,
 }
 
-/// The replay's own record of what the history did so far.
+/// One customer as the replay knows them. Customers are numbered as the replay meets them,
+/// so the per-order work looks an id up once and allocates nothing for it.
 #[derive(Default)]
+struct Seen {
+    /// An earlier order of theirs was replayed: the next one is not a first purchase.
+    ordered: bool,
+    /// In the program holdout; looked up at their first order in the period.
+    held_out: Option<bool>,
+    /// Their stored profile, when the set looks at birthdays or segments.
+    profile: Option<CustomerRecord>,
+    /// `(placed_at, category, net)` of lines within the longest lookback.
+    spend: VecDeque<(DateTime<Utc>, Category, i64)>,
+    /// The usage counters of the current periods, `(usage slot, period, start, amount)`
+    /// (older periods are dropped as the replay moves past them: history comes in time
+    /// order).
+    usage: Vec<(usize, UsagePeriod, DateTime<Utc>, i64)>,
+    /// Counted among the period's customers, and among the affected ones.
+    counted: bool,
+    affected: bool,
+}
+
+/// The replay's own record of what the history did so far.
 struct Replay {
-    seen: HashSet<CustomerId>,
-    /// Per customer, `(placed_at, category, net)` of lines within the longest lookback.
-    spend: HashMap<CustomerId, VecDeque<(DateTime<Utc>, Category, i64)>>,
-    /// Per customer, the usage counters of the current periods (older periods are dropped
-    /// as the replay moves past them: history comes in time order).
-    usage: HashMap<CustomerId, Vec<UsageRow>>,
-    budgets: HashMap<CampaignId, i64>,
-    profiles: HashMap<CustomerId, CustomerRecord>,
+    ids: HashMap<CustomerId, usize>,
+    customers: Vec<Seen>,
+    /// What evaluation reads for this order: the usage rows (one per campaign with caps,
+    /// sorted by id) and the customer's facts, refilled in place order after order.
+    history: History,
+    /// The usage slot of each campaign of the set (its row in `history.usage`).
+    slots: Vec<Option<usize>>,
+    /// What each slot's budget has paid so far.
+    budgets: Vec<i64>,
     /// Recorded arms in the set's campaign holdouts.
     campaign_arms: HashMap<(CampaignId, CustomerId), Arm>,
 }
 
-/// Per-campaign accumulators, keyed by (id, version).
+impl Replay {
+    fn new(set: &CampaignSet) -> Self {
+        let usage = usage_for(set, &[], &[]);
+        let slots = set
+            .versions()
+            .iter()
+            .map(|v| usage.iter().position(|u| u.campaign_id == v.id))
+            .collect();
+        Replay {
+            ids: HashMap::new(),
+            customers: Vec::new(),
+            budgets: vec![0; usage.len()],
+            history: History {
+                usage,
+                ..History::default()
+            },
+            slots,
+            campaign_arms: HashMap::new(),
+        }
+    }
+
+    /// The customer's number, numbering them if new.
+    fn customer(&mut self, id: &CustomerId) -> usize {
+        if let Some(&c) = self.ids.get(id) {
+            return c;
+        }
+        let c = self.customers.len();
+        self.ids.insert(id.clone(), c);
+        self.customers.push(Seen::default());
+        c
+    }
+}
+
+/// Per-campaign accumulators.
 #[derive(Default)]
 struct CampaignAcc {
     cost: i64,
     orders: u64,
-    customers: HashSet<CustomerId>,
+    customers: HashSet<usize>,
     caps: CapsBound,
 }
 
@@ -200,7 +255,7 @@ pub async fn run(
     let life =
         Duration::days(i64::from(ctx.settings.pending_days) + i64::from(ctx.settings.expiry_days));
 
-    let mut replay = Replay::default();
+    let mut replay = Replay::new(&set);
     for v in set
         .versions()
         .iter()
@@ -212,6 +267,10 @@ pub async fn run(
                 .insert((v.id.clone(), a.customer_id), a.arm);
         }
     }
+    // Evaluation reads only the birthday and segments of a customer: without profiles one
+    // empty record stands for everyone.
+    let anonymous =
+        CustomerRecord::new(CustomerId::parse("anonymous").expect("a valid id"), ctx.now);
     let mut report = BacktestReport {
         from: req.from,
         to: req.to,
@@ -229,13 +288,15 @@ pub async fn run(
         peak_unexpired: CostPair::default(),
         elapsed_ms: 0,
     };
-    let mut customers: HashSet<CustomerId> = HashSet::new();
-    let mut affected: HashSet<CustomerId> = HashSet::new();
     let mut by_channel: BTreeMap<Channel, CostPair> = BTreeMap::new();
     let mut by_category: BTreeMap<Category, CostPair> = BTreeMap::new();
-    let mut by_campaign: BTreeMap<(CampaignId, u32), CampaignAcc> = BTreeMap::new();
+    // By index in the set, the base rate last.
+    let mut by_campaign: Vec<Option<CampaignAcc>> =
+        (0..=set.versions().len()).map(|_| None).collect();
     // (instant, actual delta, simulated delta) for the unexpired peak.
     let mut expiries: Vec<(DateTime<Utc>, i64, i64)> = Vec::new();
+    // Each line's actual cashback (and the weights it is split by), reused order to order.
+    let mut actual_lines = (Vec::new(), Vec::new());
 
     // The program holdout as live orders saw it: the recorded arm, else the one assignment
     // would give now.
@@ -262,62 +323,82 @@ pub async fn run(
         cursor = Some(HistoryCursor::of(last));
         let full = page.len() == PAGE;
         for h in &page {
-            let in_period = h.placed_at >= req.from;
-            if in_period {
-                let customer = if profiles {
-                    profile(tx, &mut replay, &h.order.customer_id, ctx.now).await?
+            let cid = &h.order.customer_id;
+            let c = replay.customer(cid);
+            if h.placed_at >= req.from {
+                if profiles && replay.customers[c].profile.is_none() {
+                    let p = tx
+                        .customer(cid, false)
+                        .await?
+                        .unwrap_or_else(|| CustomerRecord::new(cid.clone(), ctx.now));
+                    replay.customers[c].profile = Some(p);
+                }
+                let held_out = *replay.customers[c]
+                    .held_out
+                    .get_or_insert_with(|| held_out_customer(cid));
+                let simulated = if held_out {
+                    Amounts {
+                        lines: vec![0; h.order.lines.len()],
+                        ..Amounts::default()
+                    }
                 } else {
-                    CustomerRecord::new(h.order.customer_id.clone(), ctx.now)
-                };
-                let simulated = if held_out_customer(&h.order.customer_id) {
-                    held_out(&h.order, ctx, h.redeemed_minor)
-                } else {
-                    replay_order(ctx, zone, &set, &mut replay, h, &customer, &mut by_campaign)
+                    replay_order(
+                        ctx,
+                        zone,
+                        &set,
+                        &mut replay,
+                        c,
+                        h,
+                        &anonymous,
+                        &mut by_campaign,
+                    )
                 };
                 report.orders += 1;
-                customers.insert(h.order.customer_id.clone());
-                report
-                    .cost
-                    .add(h.paid_minor, simulated.breakdown.total_minor);
-                if simulated.breakdown.total_minor != h.paid_minor {
+                let seen = &mut replay.customers[c];
+                if !seen.counted {
+                    seen.counted = true;
+                    report.customers += 1;
+                }
+                report.cost.add(h.paid_minor, simulated.total_minor);
+                if simulated.total_minor != h.paid_minor {
                     report.orders_affected += 1;
-                    affected.insert(h.order.customer_id.clone());
+                    if !seen.affected {
+                        seen.affected = true;
+                        report.customers_affected += 1;
+                    }
                 }
                 by_channel
                     .entry(h.order.channel)
                     .or_default()
-                    .add(h.paid_minor, simulated.breakdown.total_minor);
-                let actual_lines = actual_by_line(h, &simulated.breakdown);
+                    .add(h.paid_minor, simulated.total_minor);
+                actual_by_line(h, &simulated, &mut actual_lines);
                 for ((line, sim), act) in h
                     .order
                     .lines
                     .iter()
-                    .zip(&simulated.breakdown.lines)
-                    .zip(actual_lines)
+                    .zip(&simulated.lines)
+                    .zip(&actual_lines.1)
                 {
-                    by_category
-                        .entry(line.category.clone())
-                        .or_default()
-                        .add(act, sim.cashback_minor);
+                    match by_category.get_mut(&line.category) {
+                        Some(cost) => cost.add(*act, *sim),
+                        None => by_category
+                            .entry(line.category.clone())
+                            .or_default()
+                            .add(*act, *sim),
+                    }
                 }
-                expiries.push((h.placed_at, h.paid_minor, simulated.breakdown.total_minor));
-                expiries.push((
-                    h.placed_at + life,
-                    -h.paid_minor,
-                    -simulated.breakdown.total_minor,
-                ));
+                expiries.push((h.placed_at, h.paid_minor, simulated.total_minor));
+                expiries.push((h.placed_at + life, -h.paid_minor, -simulated.total_minor));
             } else {
                 report.history_orders += 1;
             }
-            remember(&mut replay, h, lookback);
+            remember(&mut replay.customers[c], h, lookback);
         }
         if !full {
             break;
         }
     }
 
-    report.customers = customers.len() as u64;
-    report.customers_affected = affected.len() as u64;
     report.difference_minor = report.cost.simulated_minor - report.cost.actual_minor;
     report.by_channel = by_channel
         .into_iter()
@@ -333,63 +414,55 @@ pub async fn run(
             cost,
         })
         .collect();
-    report.by_campaign = by_campaign
+    let mut by_campaign: Vec<CampaignCost> = by_campaign
         .into_iter()
-        .map(|((id, version), acc)| CampaignCost {
-            campaign_id: id.to_string(),
-            version,
-            cost_minor: acc.cost,
-            orders: acc.orders,
-            customers: acc.customers.len() as u64,
-            caps_bound: acc.caps,
+        .enumerate()
+        .filter_map(|(i, acc)| {
+            let acc = acc?;
+            let (id, version) = match set.versions().get(i) {
+                Some(v) => (v.id.to_string(), v.version),
+                None => (BASE_RATE_ID.to_string(), 0),
+            };
+            Some(CampaignCost {
+                campaign_id: id,
+                version,
+                cost_minor: acc.cost,
+                orders: acc.orders,
+                customers: acc.customers.len() as u64,
+                caps_bound: acc.caps,
+            })
         })
         .collect();
+    by_campaign.sort_by(|a, b| (&a.campaign_id, a.version).cmp(&(&b.campaign_id, b.version)));
+    report.by_campaign = by_campaign;
     report.peak_unexpired = peak(expiries, req.to);
     report.elapsed_ms = started.elapsed().as_millis() as u64;
     Ok(report)
 }
 
-async fn profile(
-    tx: &mut dyn Tx,
-    replay: &mut Replay,
-    id: &CustomerId,
-    now: DateTime<Utc>,
-) -> AppResult<CustomerRecord> {
-    if let Some(c) = replay.profiles.get(id) {
-        return Ok(c.clone());
-    }
-    let c = tx
-        .customer(id, false)
-        .await?
-        .unwrap_or_else(|| CustomerRecord::new(id.clone(), now));
-    replay.profiles.insert(id.clone(), c.clone());
-    Ok(c)
-}
-
 /// Evaluates one order as the live engine would, with the replay's history, and records
 /// its usage and budget debits in the replay.
+#[allow(clippy::too_many_arguments)]
 fn replay_order(
     ctx: &Ctx,
     zone: chrono_tz::Tz,
     set: &CampaignSet,
     replay: &mut Replay,
+    c: usize,
     h: &HistoricalOrder,
-    customer: &CustomerRecord,
-    by_campaign: &mut BTreeMap<(CampaignId, u32), CampaignAcc>,
-) -> kembali_core::campaign::Evaluation {
-    let cid = &h.order.customer_id;
-    let mut history = History {
-        first_purchase: set.needs_first_purchase() && !replay.seen.contains(cid),
-        ..History::default()
-    };
+    anonymous: &CustomerRecord,
+    by_campaign: &mut [Option<CampaignAcc>],
+) -> Amounts {
+    let seen = &mut replay.customers[c];
+    let history = &mut replay.history;
+    history.first_purchase = set.needs_first_purchase() && !seen.ordered;
+    history.favourites.clear();
     for &days in set.favourite_lookbacks() {
         let since = h.placed_at - Duration::days(i64::from(days));
         let mut spend: BTreeMap<&Category, i64> = BTreeMap::new();
-        if let Some(lines) = replay.spend.get(cid) {
-            for (at, c, net) in lines {
-                if *at >= since && *at < h.placed_at {
-                    *spend.entry(c).or_insert(0) += net;
-                }
+        for (at, c, net) in &seen.spend {
+            if *at >= since && *at < h.placed_at {
+                *spend.entry(c).or_insert(0) += net;
             }
         }
         if let Some(c) = favourite_category(spend) {
@@ -398,106 +471,118 @@ fn replay_order(
     }
     let input = OrderInput {
         order: &h.order,
-        customer,
+        customer: seen.profile.as_ref().unwrap_or(anonymous),
         partner: h.partner_id.as_ref(),
         at: h.placed_at,
         redeemed_minor: h.redeemed_minor,
     };
     if set.has_holdouts() {
-        history.held_out = holdouts_reached(ctx, zone, set, &input, &history)
+        let cid = &h.order.customer_id;
+        let arms = &replay.campaign_arms;
+        history.held_out = holdouts_reached(ctx, zone, set, &input, history)
             .into_iter()
             .filter(|id| {
-                let recorded = replay.campaign_arms.get(&(id.clone(), cid.clone()));
-                let arm = recorded.copied().or_else(|| {
-                    set.version(id)
-                        .map(|v| experiments::campaign_arm_now(v, cid).0)
-                });
+                let recorded = arms.get(&(id.clone(), cid.clone())).copied();
+                let arm = recorded.or_else(|| set.version(id).map(|v| campaign_arm_now(v, cid).0));
                 arm == Some(Arm::Holdout)
             })
             .collect();
     }
-    let starts = period_starts(h.placed_at, zone);
     let needs_usage = set.needs_usage();
+    let starts = period_starts(h.placed_at, zone);
     if needs_usage {
-        let rows = replay.usage.entry(cid.clone()).or_default();
-        rows.retain(|r| match r.period {
-            UsagePeriod::Day => r.start >= starts.day,
-            UsagePeriod::Week => r.start >= starts.week,
-            UsagePeriod::Month => r.start >= starts.month,
+        seen.usage.retain(|(_, period, start, _)| match period {
+            UsagePeriod::Day => *start >= starts.day,
+            UsagePeriod::Week => *start >= starts.week,
+            UsagePeriod::Month => *start >= starts.month,
             UsagePeriod::Campaign => true,
         });
-        let rows: &[UsageRow] = rows;
-        let budgets: Vec<(CampaignId, i64)> = replay
-            .budgets
-            .iter()
-            .map(|(id, spent)| (id.clone(), *spent))
-            .collect();
-        history.usage = usage_for(set, rows, &budgets);
-    }
-    let evaluation = evaluate_with(ctx, zone, set, &input, &history);
-    if needs_usage {
-        let rows = replay.usage.entry(cid.clone()).or_default();
-        for delta in usage_deltas(set, &evaluation.campaigns, &starts) {
-            match rows.iter_mut().find(|r| {
-                r.campaign_id == delta.campaign_id
-                    && r.period == delta.period
-                    && r.start == delta.start
-            }) {
-                Some(r) => r.amount_minor += delta.amount_minor,
-                None => rows.push(delta),
+        for (u, spent) in history.usage.iter_mut().zip(&replay.budgets) {
+            u.customer_day_minor = 0;
+            u.customer_week_minor = 0;
+            u.customer_month_minor = 0;
+            u.customer_campaign_minor = 0;
+            u.budget_spent_minor = *spent;
+        }
+        for &(slot, period, _, amount) in &seen.usage {
+            let u = &mut history.usage[slot];
+            match period {
+                UsagePeriod::Day => u.customer_day_minor += amount,
+                UsagePeriod::Week => u.customer_week_minor += amount,
+                UsagePeriod::Month => u.customer_month_minor += amount,
+                UsagePeriod::Campaign => u.customer_campaign_minor += amount,
             }
         }
-        for (campaign, amount) in budget_debits(set, &evaluation.campaigns) {
-            *replay.budgets.entry(campaign).or_insert(0) += amount;
+    }
+    let amounts = amounts_with(ctx, zone, set, &input, history);
+    let seen = &mut replay.customers[c];
+    for paid in &amounts.campaigns {
+        let (Some(i), true) = (paid.campaign, paid.amount_minor > 0) else {
+            continue;
+        };
+        let Some(slot) = replay.slots[i] else {
+            continue;
+        };
+        let caps = set.versions()[i].rules.caps();
+        for (period, start) in capped_periods(caps, &starts) {
+            match seen
+                .usage
+                .iter_mut()
+                .find(|(s, p, at, _)| *s == slot && *p == period && *at == start)
+            {
+                Some(row) => row.3 += paid.amount_minor,
+                None => seen.usage.push((slot, period, start, paid.amount_minor)),
+            }
+        }
+        if caps.budget_minor.is_some() {
+            replay.budgets[slot] += paid.amount_minor;
         }
     }
-    for o in &evaluation.campaigns {
-        let acc = by_campaign
-            .entry((o.campaign_id.clone(), o.version))
-            .or_default();
-        for cap in &o.capped_by {
+    for paid in &amounts.campaigns {
+        let acc = by_campaign[paid.campaign.unwrap_or(set.versions().len())]
+            .get_or_insert_with(CampaignAcc::default);
+        for cap in &paid.capped_by {
             acc.caps.count(*cap);
         }
-        if o.amount_minor > 0 {
-            acc.cost += o.amount_minor;
+        if paid.amount_minor > 0 {
+            acc.cost += paid.amount_minor;
             acc.orders += 1;
-            acc.customers.insert(cid.clone());
+            acc.customers.insert(c);
         }
     }
-    evaluation
+    amounts
 }
 
 /// What each line actually earned is not in the history's compact form; the order's actual
 /// cashback is split over its lines in proportion to the simulated split (or the nets, when
 /// nothing was simulated), which is exact for the whole order and for orders whose split is
 /// unchanged.
-fn actual_by_line(h: &HistoricalOrder, simulated: &kembali_core::cashback::Breakdown) -> Vec<i64> {
-    let weights: Vec<i64> = if simulated.total_minor > 0 {
-        simulated.lines.iter().map(|l| l.cashback_minor).collect()
+fn actual_by_line(h: &HistoricalOrder, simulated: &Amounts, buffers: &mut (Vec<i64>, Vec<i64>)) {
+    let (weights, out) = buffers;
+    weights.clear();
+    if simulated.total_minor > 0 {
+        weights.extend_from_slice(&simulated.lines);
     } else {
-        h.order.lines.iter().map(|l| l.net_minor().max(0)).collect()
-    };
-    let mut out = vec![0; weights.len()];
-    if weights.iter().sum::<i64>() > 0 {
-        kembali_core::money::largest_remainder_into(h.paid_minor, &weights, &mut out);
+        weights.extend(h.order.lines.iter().map(|l| l.net_minor().max(0)));
     }
-    out
+    out.clear();
+    out.resize(weights.len(), 0);
+    if weights.iter().sum::<i64>() > 0 {
+        kembali_core::money::largest_remainder_into(h.paid_minor, weights, out);
+    }
 }
 
-/// Records the order in the replay's history.
-fn remember(replay: &mut Replay, h: &HistoricalOrder, lookback: Option<u32>) {
-    let cid = &h.order.customer_id;
-    if !replay.seen.contains(cid) {
-        replay.seen.insert(cid.clone());
-    }
+/// Records the order in the replay's history of its customer.
+fn remember(seen: &mut Seen, h: &HistoricalOrder, lookback: Option<u32>) {
+    seen.ordered = true;
     if let Some(days) = lookback {
-        let lines = replay.spend.entry(cid.clone()).or_default();
         let horizon = h.placed_at - Duration::days(i64::from(days));
-        while lines.front().is_some_and(|(at, _, _)| *at < horizon) {
-            lines.pop_front();
+        while seen.spend.front().is_some_and(|(at, _, _)| *at < horizon) {
+            seen.spend.pop_front();
         }
         for l in &h.order.lines {
-            lines.push_back((h.placed_at, l.category.clone(), l.net_minor()));
+            seen.spend
+                .push_back((h.placed_at, l.category.clone(), l.net_minor()));
         }
     }
 }

@@ -25,9 +25,9 @@ use crate::wallet::Ctx;
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
 use kembali_core::campaign::{
-    budget_candidates, evaluate, favourite_category, holdout_candidates, parse, parse_zone,
-    period_starts, CampaignOutcome, CampaignSet, CampaignUsage, CampaignVersion, CustomerFacts,
-    EvalContext, Evaluation, Exclusions, PeriodStarts,
+    budget_candidates, evaluate, evaluate_amounts, favourite_category, holdout_candidates, parse,
+    parse_zone, period_starts, Amounts, CampaignOutcome, CampaignSet, CampaignUsage,
+    CampaignVersion, Caps, CustomerFacts, EvalContext, Evaluation, Exclusions, PeriodStarts,
 };
 use kembali_core::ids::{CampaignId, Category, PartnerId};
 use kembali_core::order::Order;
@@ -152,6 +152,31 @@ pub fn campaign_period_start() -> DateTime<Utc> {
     DateTime::<Utc>::UNIX_EPOCH
 }
 
+/// The periods a campaign's per-customer caps count in, each with the start of the one that
+/// holds the order ([`period_starts`]).
+pub fn capped_periods(
+    caps: &Caps,
+    starts: &PeriodStarts,
+) -> impl Iterator<Item = (UsagePeriod, DateTime<Utc>)> {
+    [
+        (caps.per_customer_day_minor, UsagePeriod::Day, starts.day),
+        (caps.per_customer_week_minor, UsagePeriod::Week, starts.week),
+        (
+            caps.per_customer_month_minor,
+            UsagePeriod::Month,
+            starts.month,
+        ),
+        (
+            caps.per_customer_campaign_minor,
+            UsagePeriod::Campaign,
+            campaign_period_start(),
+        ),
+    ]
+    .into_iter()
+    .filter(|(capped, _, _)| capped.is_some())
+    .map(|(_, period, start)| (period, start))
+}
+
 /// What the outcomes add to the customer's counters: one row per capped period of every
 /// campaign that paid.
 pub fn usage_deltas(
@@ -164,29 +189,13 @@ pub fn usage_deltas(
         let Some(v) = set.version(&o.campaign_id) else {
             continue;
         };
-        let caps = v.rules.caps();
-        for (capped, period, start) in [
-            (caps.per_customer_day_minor, UsagePeriod::Day, starts.day),
-            (caps.per_customer_week_minor, UsagePeriod::Week, starts.week),
-            (
-                caps.per_customer_month_minor,
-                UsagePeriod::Month,
-                starts.month,
-            ),
-            (
-                caps.per_customer_campaign_minor,
-                UsagePeriod::Campaign,
-                campaign_period_start(),
-            ),
-        ] {
-            if capped.is_some() {
-                rows.push(UsageRow {
-                    campaign_id: o.campaign_id.clone(),
-                    period,
-                    start,
-                    amount_minor: o.amount_minor,
-                });
-            }
+        for (period, start) in capped_periods(v.rules.caps(), starts) {
+            rows.push(UsageRow {
+                campaign_id: o.campaign_id.clone(),
+                period,
+                start,
+                amount_minor: o.amount_minor,
+            });
         }
     }
     rows
@@ -237,6 +246,17 @@ pub fn evaluate_with(
     history: &History,
 ) -> Evaluation {
     evaluate(input.order, &eval_context(ctx, zone, set, input, history))
+}
+
+/// [`evaluate_with`] without explanations: what the order pays, per line and campaign.
+pub fn amounts_with(
+    ctx: &Ctx,
+    zone: Tz,
+    set: &CampaignSet,
+    input: &OrderInput<'_>,
+    history: &History,
+) -> Amounts {
+    evaluate_amounts(input.order, &eval_context(ctx, zone, set, input, history))
 }
 
 fn eval_context<'a>(

@@ -10,6 +10,8 @@ const ALLOWED_DEPENDENCIES: &[&str] = &[
     "chrono-tz",
     "sha2",
     "statrs",
+    "foldhash",
+    "compact_str",
 ];
 
 #[test]

@@ -1125,7 +1125,7 @@ impl Tx for PgTx<'_> {
     }
 
     async fn campaigns_revision(&mut self) -> R<i64> {
-        sqlx::query_scalar("SELECT COALESCE(SUM(version), 0)::BIGINT FROM campaigns")
+        sqlx::query_scalar("SELECT revision FROM campaign_revision WHERE id = 1")
             .fetch_one(&mut *self.conn)
             .await
             .map_err(db_err)
@@ -1146,13 +1146,15 @@ impl Tx for PgTx<'_> {
     }
 
     async fn put_campaign_version(&mut self, v: &CampaignVersionRecord) -> R<()> {
-        // One statement: the version (a duplicate is a conflict on its primary key) and the
-        // current row. The upsert leaves created_at and budget_spent as they are; a budget
-        // lowered below what was spent is refused by the row's CHECK.
+        // One statement: the version (a duplicate is a conflict on its primary key), the
+        // campaign revision and the current row. The upsert leaves created_at and
+        // budget_spent as they are; a budget lowered below what was spent is refused by the
+        // row's CHECK.
         sqlx::query(
             "WITH v AS (
                  INSERT INTO campaign_versions (campaign_id, version, status, action, definition, changes, actor, at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8))
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)),
+             r AS (UPDATE campaign_revision SET revision = revision + 1 WHERE id = 1)
              INSERT INTO campaigns (id, version, status, definition, budget, created_at, updated_at)
              VALUES ($1, $2, $3, $5, $9, $8, $8)
              ON CONFLICT (id) DO UPDATE SET version = excluded.version, status = excluded.status,

@@ -9,6 +9,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_init.sql"),
     include_str!("../migrations/0002_campaigns.sql"),
     include_str!("../migrations/0003_metrics.sql"),
+    include_str!("../migrations/0004_campaign_revision.sql"),
 ];
 
 pub fn run(conn: &mut Connection) -> Result<(), StoreError> {

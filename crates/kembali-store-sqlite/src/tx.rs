@@ -1222,7 +1222,7 @@ impl Tx for SqliteTx<'_> {
 
     async fn campaigns_revision(&mut self) -> R<i64> {
         self.conn
-            .prepare_cached("SELECT COALESCE(SUM(version), 0) FROM campaigns")
+            .prepare_cached("SELECT revision FROM campaign_revision WHERE id = 1")
             .and_then(|mut st| st.query_row([], |r| r.get(0)))
             .map_err(db_err)
     }
@@ -1277,6 +1277,10 @@ impl Tx for SqliteTx<'_> {
                     micros(v.at)
                 ])
             })
+            .map_err(db_err)?;
+        self.conn
+            .prepare_cached("UPDATE campaign_revision SET revision = revision + 1 WHERE id = 1")
+            .and_then(|mut st| st.execute([]))
             .map_err(db_err)?;
         Ok(())
     }

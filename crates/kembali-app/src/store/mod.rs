@@ -579,8 +579,9 @@ pub trait Tx: Send {
     ) -> StoreResult<Option<CampaignRecord>>;
     /// Every campaign, by id.
     async fn campaigns(&mut self) -> StoreResult<Vec<CampaignRecord>>;
-    /// A number that grows with every campaign change (the sum of current versions), so a
-    /// cached campaign set can be checked in one cheap read.
+    /// A number that grows with every campaign change (every version put), so a cached
+    /// campaign set can be checked in one cheap read: the SQL stores keep it in a one-row
+    /// table.
     async fn campaigns_revision(&mut self) -> StoreResult<i64>;
     /// Every version of a campaign, oldest first.
     async fn campaign_versions(

@@ -250,11 +250,77 @@ impl Assessed<'_> {
 /// [`crate::campaign`] for stacking, caps and rounding.
 pub fn evaluate(order: &Order, ctx: &EvalContext<'_>) -> Evaluation {
     let prep = Prep::new(order, ctx);
-    let base = assess_base(&prep, ctx.settings.base_rate_bp);
+    let (winners, held_out) = winners(&prep, ctx);
+    let mut evaluation = build(&prep, ctx, &winners);
+    for h in held_out.iter().filter(|h| h.uncapped_minor > 0) {
+        note_held_out(&prep, ctx, h, &mut evaluation);
+    }
+    evaluation
+}
+
+/// What an evaluation pays, without its explanations: the numbers of [`evaluate`] (the
+/// same selection, caps and splits), for callers that need amounts alone, such as a
+/// backtest replaying history. Builds no string.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Amounts {
+    pub total_minor: i64,
+    /// Each line's cashback, in the order's line order.
+    pub lines: Vec<i64>,
+    /// What paid, as [`Evaluation::campaigns`] lists it.
+    pub campaigns: Vec<AmountPaid>,
+}
+
+/// One entry of [`Amounts::campaigns`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AmountPaid {
+    /// The index of the campaign in [`CampaignSet::versions`]; `None` for the base rate.
+    pub campaign: Option<usize>,
+    pub amount_minor: i64,
+    pub capped_by: Vec<CapKind>,
+}
+
+/// [`evaluate`] without explanations: what it pays, per line and per campaign.
+pub fn evaluate_amounts(order: &Order, ctx: &EvalContext<'_>) -> Amounts {
+    let prep = Prep::new(order, ctx);
+    // A campaign the customer is held out of pays nothing: only explanations mention it.
+    let (winners, _) = winners(&prep, ctx);
+    let n = order.lines.len();
+    let mut lines = vec![0i64; n];
+    let mut split = Split::new(n);
+    let mut campaigns = Vec::with_capacity(winners.len());
+    for w in winners {
+        split.run(&prep, ctx, &w);
+        for (i, line) in lines.iter_mut().enumerate() {
+            if split.earning[i] {
+                *line += split.parts[i];
+            }
+        }
+        campaigns.push(AmountPaid {
+            campaign: match w.who {
+                Who::Base => None,
+                Who::Campaign(c) => Some(c),
+            },
+            amount_minor: w.amount_minor,
+            capped_by: w.capped_by,
+        });
+    }
+    Amounts {
+        total_minor: campaigns.iter().map(|c| c.amount_minor).sum(),
+        lines,
+        campaigns,
+    }
+}
+
+/// The campaigns that pay on the order (with the base rate), as [`select`] picks them, and
+/// the campaigns that matched but that the customer is held out of.
+type Selection<'c> = (Vec<Assessed<'c>>, Vec<Assessed<'c>>);
+
+fn winners<'c>(prep: &Prep<'_>, ctx: &EvalContext<'c>) -> Selection<'c> {
+    let base = assess_base(prep, ctx.settings.base_rate_bp);
     let mut applied: Vec<Assessed<'_>> = Vec::new();
     let mut held_out: Vec<Assessed<'_>> = Vec::new();
     for (i, v) in ctx.campaigns.versions.iter().enumerate() {
-        if let Some(a) = assess(&prep, ctx, i, v) {
+        if let Some(a) = assess(prep, ctx, i, v) {
             if ctx.customer.held_out.contains(&v.id) {
                 held_out.push(a);
             } else if a.amount_minor > 0 {
@@ -262,12 +328,7 @@ pub fn evaluate(order: &Order, ctx: &EvalContext<'_>) -> Evaluation {
             }
         }
     }
-    let winners = select(base, applied);
-    let mut evaluation = build(&prep, ctx, &winners);
-    for h in held_out.iter().filter(|h| h.uncapped_minor > 0) {
-        note_held_out(&prep, ctx, h, &mut evaluation);
-    }
-    evaluation
+    (select(base, applied), held_out)
 }
 
 /// Says on the outcomes and on the lines it would have paid on that a campaign was left out
@@ -323,6 +384,39 @@ fn candidates(
         .filter(|(i, v)| assess(&prep, ctx, *i, v).is_some_and(|a| a.uncapped_minor > 0))
         .map(|(_, v)| v.id.clone())
         .collect()
+}
+
+/// Which lines a winner pays on and its amount split over them by largest remainder on
+/// their eligible amounts; the buffers are reused from winner to winner.
+struct Split {
+    earning: Vec<bool>,
+    weights: Vec<i64>,
+    parts: Vec<i64>,
+}
+
+impl Split {
+    fn new(n: usize) -> Self {
+        Split {
+            earning: vec![false; n],
+            weights: vec![0; n],
+            parts: vec![0; n],
+        }
+    }
+
+    fn run(&mut self, prep: &Prep<'_>, ctx: &EvalContext<'_>, w: &Assessed<'_>) {
+        for i in 0..self.earning.len() {
+            self.earning[i] = match w.who {
+                Who::Base => prep.lines[i].excluded.is_none(),
+                Who::Campaign(c) => earns(prep, ctx, c, w.favourite, i),
+            };
+            self.weights[i] = if self.earning[i] {
+                prep.lines[i].eligible
+            } else {
+                0
+            };
+        }
+        largest_remainder_into(w.amount_minor, &self.weights, &mut self.parts);
+    }
 }
 
 /// The campaigns with a budget that `order` matches, whatever their caps and usage: the
@@ -642,22 +736,10 @@ fn build(prep: &Prep<'_>, ctx: &EvalContext<'_>, winners: &[Assessed<'_>]) -> Ev
         })
         .collect();
     let mut outcomes = Vec::with_capacity(winners.len());
-    let mut earning = vec![false; n];
-    let mut weights = vec![0i64; n];
-    let mut parts = vec![0i64; n];
+    let mut split = Split::new(n);
     for w in winners {
-        for i in 0..n {
-            earning[i] = match w.who {
-                Who::Base => prep.lines[i].excluded.is_none(),
-                Who::Campaign(c) => earns(prep, ctx, c, w.favourite, i),
-            };
-            weights[i] = if earning[i] {
-                prep.lines[i].eligible
-            } else {
-                0
-            };
-        }
-        largest_remainder_into(w.amount_minor, &weights, &mut parts);
+        split.run(prep, ctx, w);
+        let (earning, parts) = (&split.earning, &split.parts);
         let label = label(w, ctx.settings, currency);
         let caps = cap_notes(w, currency);
         let mut excluded: Vec<String> = Vec::new();

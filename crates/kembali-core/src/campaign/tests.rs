@@ -136,7 +136,11 @@ impl World {
     }
 
     fn eval(&self, o: &Order) -> Evaluation {
-        evaluate(o, &w_ctx(self))
+        evaluate(o, &self.ctx())
+    }
+
+    fn ctx(&self) -> EvalContext<'_> {
+        w_ctx(self)
     }
 }
 
@@ -1428,6 +1432,28 @@ mod properties {
                 let base_part = l.cashback_minor - parts;
                 prop_assert!(base_part >= 0 && l.cashback_minor >= 0);
                 prop_assert!(!l.explanation.is_empty());
+            }
+        }
+
+        #[test]
+        fn amounts_alone_are_the_full_evaluations_amounts(
+            o in arb_order(),
+            cs in campaigns_and_usage(),
+            base in 0u32..2_000,
+            redeemed in 0u32..=10_000,
+        ) {
+            let (patches, usage): (Vec<_>, Vec<_>) = cs.into_iter().unzip();
+            let w = world(&patches, &usage, base, redeemed, &o);
+            let full = w.eval(&o);
+            let amounts = evaluate_amounts(&o, &w.ctx());
+            prop_assert_eq!(amounts.total_minor, full.breakdown.total_minor);
+            prop_assert_eq!(&amounts.lines, &cashback_per_line(&full));
+            prop_assert_eq!(amounts.campaigns.len(), full.campaigns.len());
+            for (a, f) in amounts.campaigns.iter().zip(&full.campaigns) {
+                let id = a.campaign.map_or(BASE_RATE_ID, |i| w.set.versions()[i].id.as_str());
+                prop_assert_eq!(id, f.campaign_id.as_str());
+                prop_assert_eq!(a.amount_minor, f.amount_minor);
+                prop_assert_eq!(&a.capped_by, &f.capped_by);
             }
         }
 
