@@ -20,6 +20,7 @@ use kembali_app::model::{Caller, OrderLineRequest, OrderRequest, ProgramRequest,
 use kembali_app::store::{job, OrderRecord, Store};
 use kembali_app::wallet::{load_ctx, Ctx};
 use kembali_app::{AppResult, Engine};
+use kembali_core::analytics::experiment::Arm;
 use kembali_core::ids::{Channel, Currency, OrderId, RedemptionId, StoreId};
 use std::collections::BTreeMap;
 
@@ -31,6 +32,9 @@ pub const CURRENCY: &str = "BRL";
 /// enough that cashback earned early in the live months and never spent expires before the
 /// demo ends, so breakage shows.
 pub const EXPIRY_DAYS: u32 = 30;
+/// Days before earned cashback can be spent (the program's default, set explicitly because
+/// the loader relies on it to skip quotes that would be zero).
+pub const PENDING_DAYS: u32 = 7;
 /// Orders per call to `Tx::import_orders`.
 const IMPORT_BATCH: usize = 1_024;
 
@@ -64,6 +68,7 @@ pub async fn configure<S: Store>(engine: &Engine<S>) -> AppResult<()> {
             holdout_share_bp: Some(HOLDOUT_SHARE_BP),
             holdout_salt: Some(HOLDOUT_SALT.into()),
             expiry_days: Some(EXPIRY_DAYS),
+            pending_days: Some(PENDING_DAYS),
             ..ProgramRequest::default()
         })
         .await?;
@@ -132,6 +137,26 @@ pub async fn import_history<S: Store>(
     Ok(imported)
 }
 
+/// The UTC midnight the live part plays `t` at.
+fn day_of(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.date_naive()
+        .and_hms_opt(0, 0, 0)
+        .expect("midnight")
+        .and_utc()
+}
+
+/// Whether the customer may have cashback available when placing their `k`-th order: only
+/// a treated customer with a live order whose cashback has matured by that order's day (the
+/// engine's clock stands at the day's midnight). Anyone else would be quoted nothing, so
+/// the loader does not ask.
+fn may_have_cashback(customer: &DemoCustomer, k: usize, live_from: DateTime<Utc>) -> bool {
+    let day = day_of(customer.orders[k].at);
+    customer.arm == Arm::Treatment
+        && customer.orders[..k].iter().any(|e| {
+            e.at >= live_from && day_of(e.at) + Duration::days(i64::from(PENDING_DAYS)) <= day
+        })
+}
+
 /// When the order comes back, if it does.
 fn returned_at(o: &DemoOrder) -> Option<DateTime<Utc>> {
     o.returned_after_days.map(|d| o.at + Duration::days(d))
@@ -148,12 +173,6 @@ pub async fn load<S: Store>(
     until: DateTime<Utc>,
 ) -> AppResult<LoadSummary> {
     let mut days: BTreeMap<DateTime<Utc>, Vec<(usize, Event<'_>)>> = BTreeMap::new();
-    let day_of = |t: DateTime<Utc>| {
-        t.date_naive()
-            .and_hms_opt(0, 0, 0)
-            .expect("midnight")
-            .and_utc()
-    };
     for (c, customer) in customers.iter().enumerate() {
         for (k, o) in customer.orders.iter().enumerate() {
             if o.at >= live_from {
@@ -189,7 +208,7 @@ pub async fn load<S: Store>(
         let runs = chains.into_iter().map(|(c, chain)| async move {
             let mut s = LoadSummary::default();
             for e in chain {
-                play(engine, &customers[c], e, &mut s).await?;
+                play(engine, &customers[c], e, live_from, &mut s).await?;
             }
             AppResult::Ok(s)
         });
@@ -212,11 +231,12 @@ async fn play<S: Store>(
     engine: &Engine<S>,
     customer: &DemoCustomer,
     event: Event<'_>,
+    live_from: DateTime<Utc>,
     s: &mut LoadSummary,
 ) -> AppResult<()> {
     match event {
         Event::Order(k, o) => {
-            let redemption_id = if o.wants_to_redeem {
+            let redemption_id = if o.wants_to_redeem && may_have_cashback(customer, k, live_from) {
                 redeem(engine, customer, k, o, s).await?
             } else {
                 None
