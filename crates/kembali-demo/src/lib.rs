@@ -4,11 +4,13 @@
 //! program's experiment report can be checked against it.
 //!
 //! - [`model`]: the behaviour model and its analytic expectations (pure, seeded).
-//! - [`load`]: plays a generated chain into a program through the engine's use cases.
+//! - [`load`]: stores a generated chain's early months as imported history and plays the
+//!   rest into a program through the engine's use cases.
 //! - [`coverage`]: the 95 % interval coverage check over many seeds.
 //!
 //! Must never: draw randomness from anything but the seed, or write to a store except
-//! through the engine.
+//! through the engine's use cases and the history import's own port calls
+//! (`Tx::import_orders`, the program holdout's assignment).
 
 pub mod coverage;
 pub mod load;

@@ -6,7 +6,7 @@ use kembali_app::clock::TestClock;
 use kembali_app::Engine;
 use kembali_core::analytics::experiment::{Arm, SampleStats};
 use kembali_demo::coverage::coverage;
-use kembali_demo::load::{configure, load};
+use kembali_demo::load::{configure, import_history, load};
 use kembali_demo::model::{generate, DemoParams, TrueEffects};
 use kembali_store_sqlite::SqliteStore;
 use std::sync::Arc;
@@ -85,15 +85,40 @@ async fn a_small_chain_loads_end_to_end_through_the_engine() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("demo.db")).unwrap();
     let p = params(11, 150);
-    let clock = Arc::new(TestClock::new(p.start));
+    // The first three months as imported history, the rest live; the program (and its
+    // clock) starts with the import.
+    let live_from = p.start + chrono::Duration::days(90);
+    let until = p.start + chrono::Duration::days(365);
+    let clock = Arc::new(TestClock::new(live_from));
     let engine = Engine::new(Arc::new(store), clock.clone());
     configure(&engine).await.unwrap();
     let customers = generate(&p);
-    let until = p.start + chrono::Duration::days(365);
-    let s = load(&engine, &clock, &customers, until).await.unwrap();
+    let imported = import_history(&engine, &customers, live_from)
+        .await
+        .unwrap();
+    let s = load(&engine, &clock, &customers, live_from, until)
+        .await
+        .unwrap();
 
     let generated: usize = customers.iter().map(|c| c.orders.len()).sum();
-    assert_eq!(s.orders as usize, generated);
+    let before: usize = customers
+        .iter()
+        .flat_map(|c| &c.orders)
+        .filter(|o| o.at < live_from)
+        .count();
+    assert!(imported > 0 && s.orders > 0, "{imported} imported, {s:?}");
+    assert_eq!(imported as usize, before);
+    assert_eq!((imported + s.orders) as usize, generated);
+    // Every customer with an order has its holdout arm recorded, imported or live, as the
+    // generator drew it.
+    let assigned = engine.experiments().await.unwrap();
+    let buyers: Vec<_> = customers.iter().filter(|c| !c.orders.is_empty()).collect();
+    let held = buyers.iter().filter(|c| c.arm == Arm::Holdout).count() as u64;
+    assert_eq!(
+        (assigned[0].treatment_customers + assigned[0].holdout_customers) as usize,
+        buyers.len()
+    );
+    assert_eq!(assigned[0].holdout_customers, held);
     assert!(s.returns > 0 && s.redemptions > 0, "{s:?}");
     let program = engine.program().await.unwrap();
     assert_eq!(program.holdout_share_bp, 1_000);

@@ -35,6 +35,12 @@ pub struct DemoArgs {
     /// The true effect of cashback on the ticket, in percent (0: none).
     #[arg(long, default_value_t = 5.0)]
     ticket_effect_pct: f64,
+    /// Days at the end of the year played live through the engine (earning, redeeming,
+    /// returning, expiring); the days before are stored as imported history that earned
+    /// nothing. The default is just over 90, so the 90-day buy-again rate has customers;
+    /// more live days make a longer ledger and a slower start.
+    #[arg(long, default_value_t = 91, value_parser = clap::value_parser!(u32).range(1..=365))]
+    live_days: u32,
     /// Where the API listens once the program is loaded.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: String,
@@ -82,15 +88,22 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         SqliteStore::open_unsynced(&args.db)
             .with_context(|| format!("creating {}", args.db.display()))?,
     );
-    let clock = Arc::new(TestClock::new(params.start));
+    let until = params.start + Duration::days(365);
+    let live_from = until - Duration::days(i64::from(args.live_days));
+    // The program starts with the import of the history before the live months.
+    let clock = Arc::new(TestClock::new(live_from));
     let loader = Engine::new(loading, clock.clone());
     kembali_demo::load::configure(&loader).await?;
     let customers = generate(&params);
     let generated = started.elapsed();
-    let until = params.start + Duration::days(365);
-    let summary = kembali_demo::load::load(&loader, &clock, &customers, until)
+    let imported = kembali_demo::load::import_history(&loader, &customers, live_from)
+        .await
+        .context("importing the demo chain's history")?;
+    let history = started.elapsed();
+    let summary = kembali_demo::load::load(&loader, &clock, &customers, live_from, until)
         .await
         .context("loading the demo chain")?;
+    let loaded = started.elapsed();
     drop(loader);
     let store = Arc::new(SqliteStore::open(&args.db).context("reopening the demo database")?);
     let engine = Engine::new(store.clone(), Arc::new(SystemClock));
@@ -98,15 +111,18 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     let (analyst, _) = engine.create_api_key(Role::Analyst, None, None).await?;
     let truth = TrueEffects::of(&params);
     println!(
-        "demo chain (seed {}): {} customers over {MONTHS} months, {} orders, {} returns, {} redemptions (R$ {:.2}); generated in {:.1} s, loaded in {:.1} s",
+        "demo chain (seed {}): {} customers over {MONTHS} months; {} orders imported as history, then {} live days: {} orders, {} returns, {} redemptions (R$ {:.2}); generated in {:.1} s, history in {:.1} s, live days in {:.1} s",
         params.seed,
         params.customers,
+        imported,
+        args.live_days,
         summary.orders,
         summary.returns,
         summary.redemptions,
         summary.redeemed_minor as f64 / 100.0,
         generated.as_secs_f64(),
-        started.elapsed().as_secs_f64()
+        (history - generated).as_secs_f64(),
+        (loaded - history).as_secs_f64()
     );
     println!(
         "true effect per customer (treatment − 10 % holdout): {:+.4} orders, {:+.0} minor units of net spend",

@@ -113,14 +113,7 @@ async fn killing_the_embedded_server_mid_load_loses_no_acknowledged_write() {
     );
     // Recovery is SQLite's own (the WAL): the restarted server opens and answers.
     let server = Server::start(&url, &[]);
-    let (status, _) = common::call(
-        reqwest::Method::GET,
-        &format!("{}/readyz", server.base),
-        ADMIN,
-        None,
-    )
-    .await;
-    assert_eq!(status, 200);
+    assert_eq!(server.get("/readyz").await.0, 200);
     assert!(server.terminate().success());
     let path = SqliteStore::path_from_url(&url).unwrap();
     load::verify(

@@ -65,9 +65,16 @@ pub struct Server {
 
 impl Server {
     pub fn start(db: &str, extra: &[&str]) -> Server {
+        let mut args = vec!["serve", "--db", db, "--listen", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        Server::spawn(&args, Duration::from_secs(30))
+    }
+
+    /// Runs the binary with `args` (which must make it serve, e.g. on `127.0.0.1:0`) and
+    /// waits up to `ready_within` for its address.
+    pub fn spawn(args: &[&str], ready_within: Duration) -> Server {
         let mut child = Command::new(BIN)
-            .args(["serve", "--db", db, "--listen", "127.0.0.1:0"])
-            .args(extra)
+            .args(args)
             .env("KEMBALI_ADMIN_KEY", ADMIN)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
@@ -86,12 +93,23 @@ impl Server {
             }
         });
         let addr = rx
-            .recv_timeout(Duration::from_secs(30))
+            .recv_timeout(ready_within)
             .expect("the server logs its address");
         Server {
             child,
             base: format!("http://{addr}"),
         }
+    }
+
+    /// `GET path` with the admin key: the status and the JSON body.
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        call(
+            reqwest::Method::GET,
+            &format!("{}{path}", self.base),
+            ADMIN,
+            None,
+        )
+        .await
     }
 
     /// SIGTERM, then the exit status.
