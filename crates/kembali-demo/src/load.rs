@@ -16,11 +16,14 @@ use kembali_app::experiments::program_arm;
 use kembali_app::import::imported_record;
 use kembali_app::import::source::SourceOrder;
 use kembali_app::model::PostRedemption;
-use kembali_app::model::{Caller, OrderLineRequest, OrderRequest, ProgramRequest, QuoteRequest};
+use kembali_app::model::{
+    Caller, CampaignCreateRequest, OrderLineRequest, OrderRequest, ProgramRequest, QuoteRequest,
+};
 use kembali_app::store::{job, OrderRecord, Store};
 use kembali_app::wallet::{load_ctx, Ctx};
 use kembali_app::{AppResult, Engine};
 use kembali_core::analytics::experiment::Arm;
+use kembali_core::campaign::parse_zone;
 use kembali_core::ids::{Channel, Currency, OrderId, RedemptionId, StoreId};
 use std::collections::BTreeMap;
 
@@ -28,6 +31,8 @@ use std::collections::BTreeMap;
 pub const MIN_REDEEM_MINOR: i64 = 100;
 /// The program's currency.
 pub const CURRENCY: &str = "BRL";
+/// The program's time zone.
+pub const TIME_ZONE: &str = "America/Sao_Paulo";
 /// The demo program's cashback expires after this many days (the default is 180): short
 /// enough that cashback earned early in the live months and never spent expires before the
 /// demo ends, so breakage shows.
@@ -37,6 +42,8 @@ pub const EXPIRY_DAYS: u32 = 30;
 pub const PENDING_DAYS: u32 = 7;
 /// Orders per call to `Tx::import_orders`.
 const IMPORT_BATCH: usize = 1_024;
+/// The share of the customers green cashback reaches that it holds out (basis points).
+pub const GREEN_HOLDOUT_SHARE_BP: u32 = 2_000;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LoadSummary {
@@ -64,7 +71,7 @@ pub async fn configure<S: Store>(engine: &Engine<S>) -> AppResult<()> {
     engine
         .update_program(ProgramRequest {
             currency: Some(CURRENCY.into()),
-            time_zone: Some("America/Sao_Paulo".into()),
+            time_zone: Some(TIME_ZONE.into()),
             holdout_share_bp: Some(HOLDOUT_SHARE_BP),
             holdout_salt: Some(HOLDOUT_SALT.into()),
             expiry_days: Some(EXPIRY_DAYS),
@@ -72,6 +79,65 @@ pub async fn configure<S: Store>(engine: &Engine<S>) -> AppResult<()> {
             ..ProgramRequest::default()
         })
         .await?;
+    Ok(())
+}
+
+/// The campaigns the demo retailer runs over the live days, from the local date of `from` to
+/// that of `to`:
+/// green cashback, 5 % more on `eco` products on top of the base rate, with a 20 % holdout
+/// of the customers it reaches (so its own effect is measured, not only the program's); and
+/// weekend double cashback in the stores, capped per order, paid by the retailer.
+pub async fn launch_campaigns<S: Store>(
+    engine: &Engine<S>,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> AppResult<()> {
+    let zone = parse_zone(TIME_ZONE).expect("the demo's zone is known");
+    let (from, to) = (
+        from.with_timezone(&zone).date_naive(),
+        to.with_timezone(&zone).date_naive(),
+    );
+    let window = serde_json::json!({"starts_on": from.to_string(), "ends_on": to.to_string()});
+    let campaigns = [
+        (
+            "green-cashback",
+            serde_json::json!({
+                "name": "Green cashback",
+                "window": window,
+                "conditions": {"tags": ["eco"]},
+                "reward": {"kind": "percent", "rate_bp": 500},
+                "stacking": {"mode": "stackable"},
+                "holdout": {"share_bp": GREEN_HOLDOUT_SHARE_BP},
+            }),
+        ),
+        (
+            "store-weekend",
+            serde_json::json!({
+                "name": "Weekend in store",
+                "window": {
+                    "starts_on": from.to_string(),
+                    "ends_on": to.to_string(),
+                    "days_of_week": ["sat", "sun"],
+                },
+                "conditions": {"channels": ["store"]},
+                "reward": {"kind": "multiplier", "factor_percent": 200},
+                "caps": {"per_order_minor": 5_000},
+                "stacking": {"mode": "best_of"},
+            }),
+        ),
+    ];
+    for (id, definition) in campaigns {
+        let definition = serde_json::from_value(definition).expect("a demo campaign parses");
+        engine
+            .create_campaign(
+                "demo",
+                CampaignCreateRequest {
+                    id: id.into(),
+                    definition,
+                },
+            )
+            .await?;
+    }
     Ok(())
 }
 

@@ -100,6 +100,9 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         .await
         .context("importing the demo chain's history")?;
     let history = started.elapsed();
+    kembali_demo::load::launch_campaigns(&loader, live_from, until)
+        .await
+        .context("launching the demo's campaigns")?;
     let summary = kembali_demo::load::load(&loader, &clock, &customers, live_from, until)
         .await
         .context("loading the demo chain")?;

@@ -8,7 +8,7 @@ use serde_json::Value;
 use std::time::Duration;
 
 /// Report fields the demo's data makes zero or false by construction (path suffix, why).
-const ZERO_BY_CONSTRUCTION: [(&str, &str); 2] = [
+const ZERO_BY_CONSTRUCTION: [(&str, &str); 4] = [
     // Every customer is assigned under the holdout share the program has had all along.
     (
         "program_experiment.other_share_customers",
@@ -17,6 +17,15 @@ const ZERO_BY_CONSTRUCTION: [(&str, &str); 2] = [
     // The arms are drawn by the program's own hash at the planned share.
     (
         "program_experiment.sample_ratio.mismatch",
+        "no sample-ratio mismatch",
+    ),
+    // Green cashback's holdout, likewise: one share, drawn by the hash.
+    (
+        "campaign_experiments.0.other_share_customers",
+        "one share all along",
+    ),
+    (
+        "campaign_experiments.0.sample_ratio.mismatch",
         "no sample-ratio mismatch",
     ),
 ];
@@ -112,6 +121,12 @@ async fn the_demo_serves_a_program_whose_report_has_a_value_for_every_metric() {
         trivial.is_empty(),
         "metrics without a value on the demo:\n{}",
         trivial.join("\n")
+    );
+    // Green cashback's experiment is there.
+    assert_eq!(
+        report["campaign_experiments"][0]["experiment_id"], "campaign:green-cashback",
+        "{}",
+        report["campaign_experiments"]
     );
     // The intervals of the program experiment are real intervals around the difference.
     let e = &report["program_experiment"];
