@@ -186,8 +186,8 @@ struct Replay {
     slots: Vec<Option<usize>>,
     /// What each slot's budget has paid so far.
     budgets: Vec<i64>,
-    /// Recorded arms in the set's campaign holdouts.
-    campaign_arms: HashMap<(CampaignId, CustomerId), Arm>,
+    /// Recorded arms in the set's campaign holdouts, by campaign.
+    campaign_arms: HashMap<CampaignId, HashMap<CustomerId, Arm>>,
 }
 
 impl Replay {
@@ -261,11 +261,11 @@ pub async fn run(
         .iter()
         .filter(|v| v.rules.holdout().is_some())
     {
-        for a in tx.assignments(&campaign_experiment(&v.id)).await? {
-            replay
-                .campaign_arms
-                .insert((v.id.clone(), a.customer_id), a.arm);
-        }
+        let arms = tx.assignments(&campaign_experiment(&v.id)).await?;
+        replay.campaign_arms.insert(
+            v.id.clone(),
+            arms.into_iter().map(|a| (a.customer_id, a.arm)).collect(),
+        );
     }
     // Evaluation reads only the birthday and segments of a customer: without profiles one
     // empty record stands for everyone.
@@ -482,7 +482,7 @@ fn replay_order(
         history.held_out = holdouts_reached(ctx, zone, set, &input, history)
             .into_iter()
             .filter(|id| {
-                let recorded = arms.get(&(id.clone(), cid.clone())).copied();
+                let recorded = arms.get(id).and_then(|m| m.get(cid)).copied();
                 let arm = recorded.or_else(|| set.version(id).map(|v| campaign_arm_now(v, cid).0));
                 arm == Some(Arm::Holdout)
             })

@@ -98,6 +98,8 @@ pub async fn launch_campaigns<S: Store>(
         to.with_timezone(&zone).date_naive(),
     );
     let window = serde_json::json!({"starts_on": from.to_string(), "ends_on": to.to_string()});
+    let mut weekends = window.clone();
+    weekends["days_of_week"] = serde_json::json!(["sat", "sun"]);
     let campaigns = [
         (
             "green-cashback",
@@ -114,11 +116,7 @@ pub async fn launch_campaigns<S: Store>(
             "store-weekend",
             serde_json::json!({
                 "name": "Weekend in store",
-                "window": {
-                    "starts_on": from.to_string(),
-                    "ends_on": to.to_string(),
-                    "days_of_week": ["sat", "sun"],
-                },
+                "window": weekends,
                 "conditions": {"channels": ["store"]},
                 "reward": {"kind": "multiplier", "factor_percent": 200},
                 "caps": {"per_order_minor": 5_000},

@@ -273,20 +273,7 @@ type LotRow = (
 );
 
 fn lot_row(r: &Row<'_>) -> rusqlite::Result<LotRow> {
-    Ok((
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-        r.get(6)?,
-        r.get(7)?,
-        r.get(8)?,
-        r.get(9)?,
-        r.get(10)?,
-        r.get(11)?,
-    ))
+    r.try_into()
 }
 
 fn lot_from(row: LotRow) -> R<LotRecord> {
@@ -409,16 +396,7 @@ const CAMPAIGN_SELECT: &str =
 type VersionRow = (String, u32, String, String, String, String, String, i64);
 
 fn version_row(r: &Row<'_>) -> rusqlite::Result<VersionRow> {
-    Ok((
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-        r.get(6)?,
-        r.get(7)?,
-    ))
+    r.try_into()
 }
 
 fn version_from(row: VersionRow) -> R<CampaignVersionRecord> {
