@@ -183,9 +183,11 @@ pub async fn import_history<S: Store>(
         .store()
         .write(job(move |tx| {
             Box::pin(async move {
+                tx.import_start().await?;
                 for batch in records.chunks(IMPORT_BATCH) {
                     tx.import_orders(batch).await?;
                 }
+                tx.import_finish().await?;
                 let settings = load_ctx(tx, created_at).await?.settings;
                 for (id, at) in first_seen {
                     let ctx = Ctx {

@@ -225,6 +225,9 @@ impl<S: Store> Engine<S> {
                 Box::pin(async move {
                     let mut summary = ImportSummary::default();
                     let mut conflicts = RowErrors::default();
+                    if !earn {
+                        tx.import_start().await?;
+                    }
                     while let Some(batch) = rx.recv().await {
                         match batch {
                             Ok(Batch::History { lines, records }) => {
@@ -260,6 +263,9 @@ impl<S: Store> Engine<S> {
                         }
                     }
                     if conflicts.is_empty() {
+                        if !earn {
+                            tx.import_finish().await?;
+                        }
                         Ok(summary)
                     } else {
                         *found.lock().unwrap_or_else(|p| p.into_inner()) = conflicts;

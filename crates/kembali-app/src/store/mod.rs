@@ -685,6 +685,20 @@ pub trait Tx: Send {
     /// says whether the stored one has the same `request_hash`. The records are stored as
     /// given: the caller decides what they earned (imported history: nothing, no lot).
     async fn import_orders(&mut self, orders: &[OrderRecord]) -> StoreResult<Vec<ImportOutcome>>;
+
+    /// Called once before a job's first [`import_orders`](Tx::import_orders): an adapter
+    /// may put off index upkeep that is cheaper done once at the end (SQLite does when no
+    /// order is stored yet: a first load). Changes nothing anyone can read.
+    async fn import_start(&mut self) -> StoreResult<()> {
+        Ok(())
+    }
+
+    /// Called after the job's last [`import_orders`](Tx::import_orders), before it
+    /// commits: whatever [`import_start`](Tx::import_start) put off is done now, so the
+    /// committed store is exactly as if every order had been inserted with its indexes.
+    async fn import_finish(&mut self) -> StoreResult<()> {
+        Ok(())
+    }
 }
 
 /// What [`Tx::import_orders`] did with one order.
