@@ -46,7 +46,7 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use utoipa::ToSchema;
 
 /// Orders read per round trip.
-const PAGE: usize = 5_000;
+const PAGE: usize = 1_000;
 
 /// `POST /v1/campaigns/backtest`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -177,7 +177,8 @@ struct Seen {
 
 /// The replay's own record of what the history did so far.
 struct Replay {
-    ids: HashMap<CustomerId, usize>,
+    /// Keyed with foldhash: a lookup per order, where SipHash showed in profiles.
+    ids: HashMap<CustomerId, usize, foldhash::fast::RandomState>,
     customers: Vec<Seen>,
     /// What evaluation reads for this order: the usage rows (one per campaign with caps,
     /// sorted by id) and the customer's facts, refilled in place order after order.
@@ -199,7 +200,7 @@ impl Replay {
             .map(|v| usage.iter().position(|u| u.campaign_id == v.id))
             .collect();
         Replay {
-            ids: HashMap::new(),
+            ids: HashMap::default(),
             customers: Vec::new(),
             budgets: vec![0; usage.len()],
             history: History {
@@ -228,8 +229,24 @@ impl Replay {
 struct CampaignAcc {
     cost: i64,
     orders: u64,
-    customers: HashSet<usize>,
+    /// Customers it paid, counted the first time (`paid` holds one bit per customer
+    /// number).
+    customers: u64,
+    paid: Vec<u64>,
     caps: CapsBound,
+}
+
+impl CampaignAcc {
+    fn paid(&mut self, customer: usize) {
+        let (word, bit) = (customer / 64, 1u64 << (customer % 64));
+        if self.paid.len() <= word {
+            self.paid.resize(word + 1, 0);
+        }
+        if self.paid[word] & bit == 0 {
+            self.paid[word] |= bit;
+            self.customers += 1;
+        }
+    }
 }
 
 pub fn check_period(from: DateTime<Utc>, to: DateTime<Utc>) -> AppResult<()> {
@@ -239,7 +256,19 @@ pub fn check_period(from: DateTime<Utc>, to: DateTime<Utc>) -> AppResult<()> {
     Ok(())
 }
 
-/// Runs the backtest on a read transaction.
+/// Pages of history queued between the reader and the evaluator.
+const QUEUED_PAGES: usize = 2;
+
+/// A page of history and the profiles of the customers it meets for the first time in the
+/// period (when the set looks at profiles).
+struct Page {
+    orders: Vec<HistoricalOrder>,
+    profiles: Vec<CustomerRecord>,
+}
+
+/// Runs the backtest on a read transaction. The job's task reads the history page by page
+/// while a blocking thread evaluates the page before it, so reading and evaluating overlap
+/// (one core each); the evaluation alone decides the answer.
 pub async fn run(
     tx: &mut dyn Tx,
     ctx: &Ctx,
@@ -248,196 +277,304 @@ pub async fn run(
 ) -> AppResult<BacktestReport> {
     check_period(req.from, req.to)?;
     let stored = tx.campaigns().await?;
-    let set = draft_set(&stored, req.include_active, &req.campaigns, ctx.now)?;
+    // Campaigns whose dates miss the period are left out: they could not pay on it.
+    let set = draft_set(&stored, req.include_active, &req.campaigns, ctx.now)?.within(
+        req.from,
+        req.to,
+        zone(ctx),
+    );
     let profiles = set.needs_profiles();
-    let zone = zone(ctx);
-    let lookback = set.favourite_lookbacks().iter().max().copied();
-    let life =
-        Duration::days(i64::from(ctx.settings.pending_days) + i64::from(ctx.settings.expiry_days));
-
-    let mut replay = Replay::new(&set);
+    let mut campaign_arms = HashMap::new();
     for v in set
         .versions()
         .iter()
         .filter(|v| v.rules.holdout().is_some())
     {
         let arms = tx.assignments(&campaign_experiment(&v.id)).await?;
-        replay.campaign_arms.insert(
+        campaign_arms.insert(
             v.id.clone(),
             arms.into_iter().map(|a| (a.customer_id, a.arm)).collect(),
         );
     }
-    // Evaluation reads only the birthday and segments of a customer: without profiles one
-    // empty record stands for everyone.
-    let anonymous =
-        CustomerRecord::new(CustomerId::parse("anonymous").expect("a valid id"), ctx.now);
-    let mut report = BacktestReport {
-        from: req.from,
-        to: req.to,
-        currency: ctx.settings.currency.to_string(),
-        orders: 0,
-        customers: 0,
-        history_orders: 0,
-        cost: CostPair::default(),
-        difference_minor: 0,
-        orders_affected: 0,
-        customers_affected: 0,
-        by_channel: Vec::new(),
-        by_category: Vec::new(),
-        by_campaign: Vec::new(),
-        peak_unexpired: CostPair::default(),
-        elapsed_ms: 0,
-    };
-    let mut by_channel: BTreeMap<Channel, CostPair> = BTreeMap::new();
-    let mut by_category: BTreeMap<Category, CostPair> = BTreeMap::new();
-    // By index in the set, the base rate last.
-    let mut by_campaign: Vec<Option<CampaignAcc>> =
-        (0..=set.versions().len()).map(|_| None).collect();
-    // (instant, actual delta, simulated delta) for the unexpired peak.
-    let mut expiries: Vec<(DateTime<Utc>, i64, i64)> = Vec::new();
-    // Each line's actual cashback (and the weights it is split by), reused order to order.
-    let mut actual_lines = (Vec::new(), Vec::new());
-
     // The program holdout as live orders saw it: the recorded arm, else the one assignment
     // would give now.
-    let recorded: HashMap<CustomerId, Arm> = tx
+    let program_arms: HashMap<CustomerId, Arm> = tx
         .assignments(PROGRAM_EXPERIMENT)
         .await?
         .into_iter()
         .map(|a| (a.customer_id, a.arm))
         .collect();
-    let held_out_customer = |id: &CustomerId| {
-        recorded.get(id).copied().unwrap_or_else(|| {
-            assign(
-                &ctx.settings.holdout_salt,
-                id,
-                ctx.settings.holdout_share_bp,
-            )
-        }) == Arm::Holdout
-    };
+    let mut evaluator = Evaluator::new(ctx.clone(), req, set, campaign_arms, program_arms);
 
-    let mut cursor: Option<HistoryCursor> = None;
-    loop {
-        let page = tx.order_history(req.to, cursor.as_ref(), PAGE).await?;
-        let Some(last) = page.last() else { break };
-        cursor = Some(HistoryCursor::of(last));
-        let full = page.len() == PAGE;
-        for h in &page {
-            let cid = &h.order.customer_id;
-            let c = replay.customer(cid);
-            if h.placed_at >= req.from {
-                if profiles && replay.customers[c].profile.is_none() {
-                    let p = tx
-                        .customer(cid, false)
-                        .await?
-                        .unwrap_or_else(|| CustomerRecord::new(cid.clone(), ctx.now));
-                    replay.customers[c].profile = Some(p);
-                }
-                let held_out = *replay.customers[c]
-                    .held_out
-                    .get_or_insert_with(|| held_out_customer(cid));
-                let simulated = if held_out {
-                    Amounts {
-                        lines: vec![0; h.order.lines.len()],
-                        ..Amounts::default()
-                    }
-                } else {
-                    replay_order(
-                        ctx,
-                        zone,
-                        &set,
-                        &mut replay,
-                        c,
-                        h,
-                        &anonymous,
-                        &mut by_campaign,
-                    )
-                };
-                report.orders += 1;
-                let seen = &mut replay.customers[c];
-                if !seen.counted {
-                    seen.counted = true;
-                    report.customers += 1;
-                }
-                report.cost.add(h.paid_minor, simulated.total_minor);
-                if simulated.total_minor != h.paid_minor {
-                    report.orders_affected += 1;
-                    if !seen.affected {
-                        seen.affected = true;
-                        report.customers_affected += 1;
-                    }
-                }
-                by_channel
-                    .entry(h.order.channel)
-                    .or_default()
-                    .add(h.paid_minor, simulated.total_minor);
-                actual_by_line(h, &simulated, &mut actual_lines);
-                for ((line, sim), act) in h
-                    .order
-                    .lines
-                    .iter()
-                    .zip(&simulated.lines)
-                    .zip(&actual_lines.1)
-                {
-                    match by_category.get_mut(&line.category) {
-                        Some(cost) => cost.add(*act, *sim),
-                        None => by_category
-                            .entry(line.category.clone())
-                            .or_default()
-                            .add(*act, *sim),
-                    }
-                }
-                expiries.push((h.placed_at, h.paid_minor, simulated.total_minor));
-                expiries.push((h.placed_at + life, -h.paid_minor, -simulated.total_minor));
-            } else {
-                report.history_orders += 1;
-            }
-            remember(&mut replay.customers[c], h, lookback);
+    let (pages, mut inbox) = tokio::sync::mpsc::channel::<Page>(QUEUED_PAGES);
+    let worker = tokio::task::spawn_blocking(move || {
+        while let Some(page) = inbox.blocking_recv() {
+            evaluator.page(page);
         }
-        if !full {
-            break;
+        evaluator.finish()
+    });
+    let read = async {
+        let mut cursor: Option<HistoryCursor> = None;
+        let mut profiled: HashSet<CustomerId> = HashSet::new();
+        loop {
+            let orders = tx.order_history(req.to, cursor.as_ref(), PAGE).await?;
+            let Some(last) = orders.last() else { break };
+            cursor = Some(HistoryCursor::of(last));
+            let full = orders.len() == PAGE;
+            let mut page_profiles = Vec::new();
+            if profiles {
+                for h in orders.iter().filter(|h| h.placed_at >= req.from) {
+                    let cid = &h.order.customer_id;
+                    if !profiled.contains(cid) {
+                        profiled.insert(cid.clone());
+                        let p = tx
+                            .customer(cid, false)
+                            .await?
+                            .unwrap_or_else(|| CustomerRecord::new(cid.clone(), ctx.now));
+                        page_profiles.push(p);
+                    }
+                }
+            }
+            let page = Page {
+                orders,
+                profiles: page_profiles,
+            };
+            if pages.send(page).await.is_err() || !full {
+                break; // The evaluator stopped (it panicked: its join says so) or done.
+            }
+        }
+        AppResult::Ok(())
+    }
+    .await;
+    drop(pages);
+    let mut report = worker
+        .await
+        .map_err(|e| AppError::Store(crate::error::StoreError::Corrupt(e.to_string())))?;
+    read?;
+    report.elapsed_ms = started.elapsed().as_millis() as u64;
+    Ok(report)
+}
+
+/// The replay and what it adds up, owned by the evaluating thread.
+struct Evaluator {
+    ctx: Ctx,
+    zone: chrono_tz::Tz,
+    set: CampaignSet,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    lookback: Option<u32>,
+    /// How long cashback stays unexpired (pending, then available).
+    life: Duration,
+    replay: Replay,
+    program_arms: HashMap<CustomerId, Arm>,
+    /// Evaluation reads only the birthday and segments of a customer: without profiles
+    /// one empty record stands for everyone.
+    anonymous: CustomerRecord,
+    report: BacktestReport,
+    by_channel: BTreeMap<Channel, CostPair>,
+    by_category: BTreeMap<Category, CostPair>,
+    /// By index in the set, the base rate last.
+    by_campaign: Vec<Option<CampaignAcc>>,
+    /// (instant, actual delta, simulated delta) for the unexpired peak.
+    expiries: Vec<(DateTime<Utc>, i64, i64)>,
+    /// Each line's actual cashback (and the weights it is split by), reused order to order.
+    actual_lines: (Vec<i64>, Vec<i64>),
+}
+
+impl Evaluator {
+    fn new(
+        ctx: Ctx,
+        req: &BacktestRequest,
+        set: CampaignSet,
+        campaign_arms: HashMap<CampaignId, HashMap<CustomerId, Arm>>,
+        program_arms: HashMap<CustomerId, Arm>,
+    ) -> Self {
+        let mut replay = Replay::new(&set);
+        replay.campaign_arms = campaign_arms;
+        let life = Duration::days(
+            i64::from(ctx.settings.pending_days) + i64::from(ctx.settings.expiry_days),
+        );
+        let anonymous =
+            CustomerRecord::new(CustomerId::parse("anonymous").expect("a valid id"), ctx.now);
+        Evaluator {
+            zone: zone(&ctx),
+            lookback: set.favourite_lookbacks().iter().max().copied(),
+            by_campaign: (0..=set.versions().len()).map(|_| None).collect(),
+            report: BacktestReport {
+                from: req.from,
+                to: req.to,
+                currency: ctx.settings.currency.to_string(),
+                orders: 0,
+                customers: 0,
+                history_orders: 0,
+                cost: CostPair::default(),
+                difference_minor: 0,
+                orders_affected: 0,
+                customers_affected: 0,
+                by_channel: Vec::new(),
+                by_category: Vec::new(),
+                by_campaign: Vec::new(),
+                peak_unexpired: CostPair::default(),
+                elapsed_ms: 0,
+            },
+            ctx,
+            set,
+            from: req.from,
+            to: req.to,
+            life,
+            replay,
+            program_arms,
+            anonymous,
+            by_channel: BTreeMap::new(),
+            by_category: BTreeMap::new(),
+            expiries: Vec::new(),
+            actual_lines: (Vec::new(), Vec::new()),
         }
     }
 
-    report.difference_minor = report.cost.simulated_minor - report.cost.actual_minor;
-    report.by_channel = by_channel
-        .into_iter()
-        .map(|(c, cost)| SliceCost {
-            key: c.as_str().to_string(),
-            cost,
-        })
-        .collect();
-    report.by_category = by_category
-        .into_iter()
-        .map(|(c, cost)| SliceCost {
-            key: c.to_string(),
-            cost,
-        })
-        .collect();
-    let mut by_campaign: Vec<CampaignCost> = by_campaign
-        .into_iter()
-        .enumerate()
-        .filter_map(|(i, acc)| {
-            let acc = acc?;
-            let (id, version) = match set.versions().get(i) {
-                Some(v) => (v.id.to_string(), v.version),
-                None => (BASE_RATE_ID.to_string(), 0),
-            };
-            Some(CampaignCost {
-                campaign_id: id,
-                version,
-                cost_minor: acc.cost,
-                orders: acc.orders,
-                customers: acc.customers.len() as u64,
-                caps_bound: acc.caps,
+    fn held_out(&self, id: &CustomerId) -> bool {
+        let settings = &self.ctx.settings;
+        self.program_arms
+            .get(id)
+            .copied()
+            .unwrap_or_else(|| assign(&settings.holdout_salt, id, settings.holdout_share_bp))
+            == Arm::Holdout
+    }
+
+    fn page(&mut self, page: Page) {
+        for p in page.profiles {
+            let c = self.replay.customer(&p.id);
+            self.replay.customers[c].profile = Some(p);
+        }
+        for h in &page.orders {
+            self.order(h);
+        }
+    }
+
+    fn order(&mut self, h: &HistoricalOrder) {
+        let cid = &h.order.customer_id;
+        let c = self.replay.customer(cid);
+        if h.placed_at < self.from {
+            self.report.history_orders += 1;
+            remember(&mut self.replay.customers[c], h, self.lookback);
+            return;
+        }
+        let held_out = match self.replay.customers[c].held_out {
+            Some(held_out) => held_out,
+            None => {
+                let held_out = self.held_out(cid);
+                self.replay.customers[c].held_out = Some(held_out);
+                held_out
+            }
+        };
+        let simulated = if held_out {
+            Amounts {
+                lines: vec![0; h.order.lines.len()],
+                ..Amounts::default()
+            }
+        } else {
+            replay_order(
+                &self.ctx,
+                self.zone,
+                &self.set,
+                &mut self.replay,
+                c,
+                h,
+                &self.anonymous,
+                &mut self.by_campaign,
+            )
+        };
+        let report = &mut self.report;
+        report.orders += 1;
+        let seen = &mut self.replay.customers[c];
+        if !seen.counted {
+            seen.counted = true;
+            report.customers += 1;
+        }
+        report.cost.add(h.paid_minor, simulated.total_minor);
+        if simulated.total_minor != h.paid_minor {
+            report.orders_affected += 1;
+            if !seen.affected {
+                seen.affected = true;
+                report.customers_affected += 1;
+            }
+        }
+        self.by_channel
+            .entry(h.order.channel)
+            .or_default()
+            .add(h.paid_minor, simulated.total_minor);
+        actual_by_line(h, &simulated, &mut self.actual_lines);
+        for ((line, sim), act) in h
+            .order
+            .lines
+            .iter()
+            .zip(&simulated.lines)
+            .zip(&self.actual_lines.1)
+        {
+            match self.by_category.get_mut(&line.category) {
+                Some(cost) => cost.add(*act, *sim),
+                None => self
+                    .by_category
+                    .entry(line.category.clone())
+                    .or_default()
+                    .add(*act, *sim),
+            }
+        }
+        self.expiries
+            .push((h.placed_at, h.paid_minor, simulated.total_minor));
+        self.expiries.push((
+            h.placed_at + self.life,
+            -h.paid_minor,
+            -simulated.total_minor,
+        ));
+        remember(&mut self.replay.customers[c], h, self.lookback);
+    }
+
+    fn finish(self) -> BacktestReport {
+        let mut report = self.report;
+        report.difference_minor = report.cost.simulated_minor - report.cost.actual_minor;
+        report.by_channel = self
+            .by_channel
+            .into_iter()
+            .map(|(c, cost)| SliceCost {
+                key: c.as_str().to_string(),
+                cost,
             })
-        })
-        .collect();
-    by_campaign.sort_by(|a, b| (&a.campaign_id, a.version).cmp(&(&b.campaign_id, b.version)));
-    report.by_campaign = by_campaign;
-    report.peak_unexpired = peak(expiries, req.to);
-    report.elapsed_ms = started.elapsed().as_millis() as u64;
-    Ok(report)
+            .collect();
+        report.by_category = self
+            .by_category
+            .into_iter()
+            .map(|(c, cost)| SliceCost {
+                key: c.to_string(),
+                cost,
+            })
+            .collect();
+        let set = &self.set;
+        let mut by_campaign: Vec<CampaignCost> = self
+            .by_campaign
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, acc)| {
+                let acc = acc?;
+                let (id, version) = match set.versions().get(i) {
+                    Some(v) => (v.id.to_string(), v.version),
+                    None => (BASE_RATE_ID.to_string(), 0),
+                };
+                Some(CampaignCost {
+                    campaign_id: id,
+                    version,
+                    cost_minor: acc.cost,
+                    orders: acc.orders,
+                    customers: acc.customers,
+                    caps_bound: acc.caps,
+                })
+            })
+            .collect();
+        by_campaign.sort_by(|a, b| (&a.campaign_id, a.version).cmp(&(&b.campaign_id, b.version)));
+        report.by_campaign = by_campaign;
+        report.peak_unexpired = peak(self.expiries, self.to);
+        report
+    }
 }
 
 /// Evaluates one order as the live engine would, with the replay's history, and records
@@ -547,7 +684,7 @@ fn replay_order(
         if paid.amount_minor > 0 {
             acc.cost += paid.amount_minor;
             acc.orders += 1;
-            acc.customers.insert(c);
+            acc.paid(c);
         }
     }
     amounts

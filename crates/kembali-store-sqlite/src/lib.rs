@@ -47,6 +47,9 @@ pub const READERS: usize = 4;
 const CACHE_KIB: i64 = 64 * 1024;
 /// SQLite's default page; 1 KiB and 8 KiB measured no better for order ingestion.
 const PAGE_SIZE: i64 = 4096;
+/// How much of the database file each reader maps (SQLite caps it at its compile-time
+/// maximum, 2 GiB by default).
+const READER_MMAP_BYTES: i64 = 1 << 30;
 /// How long a statement waits for a lock held by another process (a `kembali migrate` or
 /// `keys create` run beside a server).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -138,6 +141,10 @@ impl SqliteStore {
         for _ in 0..READERS {
             let r = open_connection(path, true)?;
             r.pragma_update(None, "query_only", true).map_err(db_err)?;
+            // Long reads (reports, backtests) map the file instead of copying every page
+            // through read(2). Readers only: the writer keeps plain I/O.
+            r.pragma_update(None, "mmap_size", READER_MMAP_BYTES)
+                .map_err(db_err)?;
             readers.push(r);
         }
         let (queue, rx) = mpsc::channel(QUEUE_CAPACITY);

@@ -10,6 +10,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0002_campaigns.sql"),
     include_str!("../migrations/0003_metrics.sql"),
     include_str!("../migrations/0004_campaign_revision.sql"),
+    include_str!("../migrations/0005_history_order.sql"),
 ];
 
 pub fn run(conn: &mut Connection) -> Result<(), StoreError> {

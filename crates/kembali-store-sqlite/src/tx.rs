@@ -113,7 +113,8 @@ pub(crate) const DEFERRED_ORDER_INDEXES: [(&str, &str); 2] = [
     ),
     (
         "orders_by_placed",
-        "CREATE INDEX IF NOT EXISTS orders_by_placed ON orders (placed_at, created_at)",
+        "CREATE INDEX IF NOT EXISTS orders_by_placed ON orders (placed_at, created_at, channel, order_id, customer_id,
+    store_id, currency, redeemed, cashback, partner_id)",
     ),
 ];
 
@@ -1421,68 +1422,63 @@ impl Tx for SqliteTx<'_> {
             ),
             None => (i64::MIN, i64::MIN, "", ""),
         };
-        let mut st = self
+        // Two statements, neither sorting: the page of orders straight out of
+        // `orders_by_placed`, then each order's lines by their primary key.
+        let mut orders = self
             .conn
             .prepare_cached(
-                "WITH page AS (
-                     SELECT channel, order_id, customer_id, store_id, currency, placed_at, created_at, redeemed,
-                            cashback, partner_id
-                     FROM orders
-                     WHERE placed_at < ?1 AND (placed_at, created_at, channel, order_id) > (?2, ?3, ?4, ?5)
-                     ORDER BY placed_at, created_at, channel, order_id LIMIT ?6)
-                 SELECT p.channel, p.order_id, p.customer_id, p.store_id, p.currency, p.placed_at, p.created_at,
-                        p.redeemed, p.cashback, p.partner_id,
-                        l.line_id, l.sku, l.category, l.tags, l.quantity, l.unit_price, l.discount
-                 FROM page p JOIN order_lines l ON l.channel = p.channel AND l.order_id = p.order_id
-                 ORDER BY p.placed_at, p.created_at, p.channel, p.order_id, l.line_no",
+                "SELECT channel, order_id, customer_id, store_id, currency, placed_at, created_at,
+                        redeemed, cashback, partner_id
+                 FROM orders INDEXED BY orders_by_placed
+                 WHERE placed_at < ?1 AND (placed_at, created_at, channel, order_id) > (?2, ?3, ?4, ?5)
+                 ORDER BY placed_at, created_at, channel, order_id LIMIT ?6",
             )
             .map_err(db_err)?;
-        let mut rows = st
+        let mut lines = self
+            .conn
+            .prepare_cached(
+                "SELECT line_id, sku, category, tags, quantity, unit_price, discount
+                 FROM order_lines WHERE channel = ?1 AND order_id = ?2 ORDER BY line_no",
+            )
+            .map_err(db_err)?;
+        let mut rows = orders
             .query(params![micros(until), p, c, ch, oid, limit as i64])
             .map_err(db_err)?;
         let mut out: Vec<HistoricalOrder> = Vec::with_capacity(limit);
         while let Some(r) = rows.next().map_err(db_err)? {
-            let channel_s: String = r.get(0).map_err(db_err)?;
-            let order_s: String = r.get(1).map_err(db_err)?;
-            let same = out.last().is_some_and(|o| {
-                o.order.channel.as_str() == channel_s && o.order.order_id.as_str() == order_s
-            });
-            if !same {
-                let store: Option<String> = r.get(3).map_err(db_err)?;
-                let partner: Option<String> = r.get(9).map_err(db_err)?;
-                let currency: String = r.get(4).map_err(db_err)?;
-                out.push(HistoricalOrder {
-                    order: Order {
-                        channel: channel(&channel_s)?,
-                        store_id: store.map(|s| id(StoreId::parse(s))).transpose()?,
-                        order_id: id(OrderId::parse(order_s))?,
-                        customer_id: id(CustomerId::parse(r.get::<_, String>(2).map_err(db_err)?))?,
-                        currency: Currency::parse(&currency).map_err(corrupt)?,
-                        lines: Vec::new(),
-                    },
-                    partner_id: partner.map(|p| id(PartnerId::parse(p))).transpose()?,
-                    placed_at: instant(r.get(5).map_err(db_err)?)?,
-                    created_at: instant(r.get(6).map_err(db_err)?)?,
-                    redeemed_minor: r.get(7).map_err(db_err)?,
-                    paid_minor: r.get(8).map_err(db_err)?,
-                });
+            let (channel_s, order_s) = (text(r, 0)?, text(r, 1)?);
+            let mut order_lines = Vec::new();
+            let mut line_rows = lines.query([channel_s, order_s]).map_err(db_err)?;
+            while let Some(l) = line_rows.next().map_err(db_err)? {
+                order_lines.push(order_line(
+                    l.get(0).map_err(db_err)?,
+                    l.get(1).map_err(db_err)?,
+                    l.get(2).map_err(db_err)?,
+                    text(l, 3)?,
+                    [
+                        l.get(4).map_err(db_err)?,
+                        l.get(5).map_err(db_err)?,
+                        l.get(6).map_err(db_err)?,
+                    ],
+                )?);
             }
-            let line = order_line(
-                r.get(10).map_err(db_err)?,
-                r.get(11).map_err(db_err)?,
-                r.get(12).map_err(db_err)?,
-                &r.get::<_, String>(13).map_err(db_err)?,
-                [
-                    r.get(14).map_err(db_err)?,
-                    r.get(15).map_err(db_err)?,
-                    r.get(16).map_err(db_err)?,
-                ],
-            )?;
-            out.last_mut()
-                .expect("a line follows its order")
-                .order
-                .lines
-                .push(line);
+            out.push(HistoricalOrder {
+                order: Order {
+                    channel: channel(channel_s)?,
+                    store_id: opt_text(r, 3)?.map(|s| id(StoreId::parse(s))).transpose()?,
+                    order_id: id(OrderId::parse(order_s))?,
+                    customer_id: id(CustomerId::parse(text(r, 2)?))?,
+                    currency: Currency::parse(text(r, 4)?).map_err(corrupt)?,
+                    lines: order_lines,
+                },
+                partner_id: opt_text(r, 9)?
+                    .map(|p| id(PartnerId::parse(p)))
+                    .transpose()?,
+                placed_at: instant(r.get(5).map_err(db_err)?)?,
+                created_at: instant(r.get(6).map_err(db_err)?)?,
+                redeemed_minor: r.get(7).map_err(db_err)?,
+                paid_minor: r.get(8).map_err(db_err)?,
+            });
         }
         Ok(out)
     }

@@ -505,7 +505,12 @@ fn assess<'c>(
             &mut capped_by,
         );
     }
-    apply_caps(&r.caps, usage_of(prep, ctx, v), &mut amount, &mut capped_by);
+    apply_caps(
+        &r.caps,
+        usage_of(prep, ctx, index, v),
+        &mut amount,
+        &mut capped_by,
+    );
     Some(Assessed {
         who: Who::Campaign(index),
         version: Some(v),
@@ -524,10 +529,16 @@ fn assess<'c>(
 fn usage_of<'a>(
     prep: &Prep<'_>,
     ctx: &EvalContext<'a>,
+    index: usize,
     v: &CampaignVersion,
 ) -> Option<&'a CampaignUsage> {
     if !v.rules.caps.needs_usage() {
         return None;
+    }
+    // Callers usually give one row per such campaign in set order: one comparison then.
+    let ranked = ctx.campaigns.usage_rank[index];
+    if let Some(u) = ctx.usage.get(ranked).filter(|u| u.campaign_id == v.id) {
+        return Some(u);
     }
     if prep.usage_sorted {
         let i = ctx

@@ -12,7 +12,7 @@ use crate::limits::{
 };
 use crate::money::{round_half_even, BasisPoints, MAX_AMOUNT_MINOR};
 use crate::order::OrderLine;
-use chrono::{NaiveDate, NaiveTime, Timelike};
+use chrono::{DateTime, NaiveDate, NaiveTime, Timelike, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
@@ -370,6 +370,10 @@ pub struct CampaignSet {
     pub(crate) compiled: Vec<CompiledLines>,
     /// What callers must look up before evaluating, worked out once per set.
     needs: Needs,
+    /// For `versions[i]` with caps that need usage, its rank among those versions: where
+    /// its row is in a usage slice that holds one row per such campaign, in set order (as
+    /// callers build it), so evaluation finds it without a search.
+    pub(crate) usage_rank: Vec<usize>,
 }
 
 /// What a set's campaigns need from the caller beyond the order.
@@ -548,17 +552,51 @@ impl CampaignSet {
         let symbols = Symbols::new(&versions);
         let compiled = versions.iter().map(|v| symbols.compile(v)).collect();
         let needs = Needs::of(&versions);
+        let mut rank = 0;
+        let usage_rank = versions
+            .iter()
+            .map(|v| {
+                let r = rank;
+                rank += usize::from(v.rules.caps.needs_usage());
+                r
+            })
+            .collect();
         Ok(CampaignSet {
             versions,
             exclusions,
             symbols,
             compiled,
             needs,
+            usage_rank,
         })
     }
 
     pub fn versions(&self) -> &[CampaignVersion] {
         &self.versions
+    }
+
+    /// The set without the campaigns whose dates cannot reach an instant in `[from, to)`
+    /// (their window ends before its first local date or starts after its last, in the
+    /// window's zone, else `zone`): every order placed in the period evaluates the same
+    /// under both, and a replay of the period skips them for nothing.
+    pub fn within(&self, from: DateTime<Utc>, to: DateTime<Utc>, zone: Tz) -> CampaignSet {
+        let last = to - chrono::Duration::microseconds(1);
+        let versions = self
+            .versions
+            .iter()
+            .filter(|v| {
+                let w = &v.rules.window;
+                let z = w.zone.unwrap_or(zone);
+                let (first, last) = (
+                    from.with_timezone(&z).date_naive(),
+                    last.with_timezone(&z).date_naive(),
+                );
+                to > from && w.starts_on <= last && w.ends_on >= first
+            })
+            .cloned()
+            .collect();
+        CampaignSet::new(versions, self.exclusions.clone())
+            .expect("a subset of a valid set is valid")
     }
 
     /// The version of campaign `id` in the set (a binary search: versions are sorted by id).

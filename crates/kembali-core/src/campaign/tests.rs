@@ -1629,3 +1629,53 @@ fn w_ctx(w: &World) -> EvalContext<'_> {
         usage: &w.usage,
     }
 }
+
+/// A replay of a period evaluates only the campaigns whose dates reach it, and pays the
+/// same on every order of the period as the whole set.
+#[test]
+fn a_set_within_a_period_keeps_the_campaigns_that_reach_it_and_pays_the_same() {
+    let window = |from: &str, to: &str| json!({"window": {"starts_on": from, "ends_on": to}});
+    let campaigns = vec![
+        version("early", 1, window("2025-01-01", "2025-05-31")),
+        version("edge", 1, window("2025-06-30", "2025-06-30")),
+        version("late", 1, window("2025-07-01", "2025-12-31")),
+        version("spans", 1, window("2025-01-01", "2025-12-31")),
+        // Tokyo's 1 June runs until noon of São Paulo's 1 June: it reaches the period.
+        version(
+            "tokyo",
+            1,
+            json!({"window": {"starts_on": "2025-05-01", "ends_on": "2025-06-01",
+                              "time_zone": "Asia/Tokyo"}}),
+        ),
+    ];
+    let mut w = World::with(campaigns);
+    let (from, to) = (sp(2025, 6, 1, 0, 0, 0), sp(2025, 7, 1, 0, 0, 0));
+    let within = w.set.within(from, to, sao_paulo());
+    let ids: Vec<&str> = within.versions().iter().map(|v| v.id.as_str()).collect();
+    assert_eq!(ids, ["edge", "spans", "tokyo"]);
+    assert!(w.set.within(to, from, sao_paulo()).versions().is_empty());
+
+    let o = order(vec![line("1", "toys", 10_000, &[])]);
+    let mut instants = vec![from, to - chrono::Duration::microseconds(1)];
+    let mut at = from;
+    while at < to {
+        instants.push(at);
+        at += chrono::Duration::hours(7);
+    }
+    let full = w.set.clone();
+    let mut paid_by_edge_or_tokyo = 0;
+    for at in instants {
+        w.at = at;
+        w.set = full.clone();
+        let whole = w.eval(&o);
+        w.set = within.clone();
+        let pruned = w.eval(&o);
+        assert_eq!(whole, pruned, "at {at}");
+        paid_by_edge_or_tokyo += whole
+            .campaigns
+            .iter()
+            .filter(|c| ["edge", "tokyo"].contains(&c.campaign_id.as_str()) && c.amount_minor > 0)
+            .count();
+    }
+    assert!(paid_by_edge_or_tokyo >= 2, "the edges were reached");
+}
