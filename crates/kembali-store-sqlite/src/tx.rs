@@ -38,11 +38,21 @@ macro_rules! insert_order {
 
 pub struct SqliteTx<'c> {
     conn: &'c mut Connection,
+    /// Customers an import in this job already made sure exist: a history names each many
+    /// times, and nobody removes a customer, so each is inserted once (bounded: cleared
+    /// when full, it then only costs some repeated inserts).
+    imported_customers: std::collections::HashSet<String>,
 }
+
+/// The most customer ids an import remembers at once (a few tens of MB).
+const IMPORTED_CUSTOMERS_REMEMBERED: usize = 262_144;
 
 impl<'c> SqliteTx<'c> {
     pub fn new(conn: &'c mut Connection) -> Self {
-        SqliteTx { conn }
+        SqliteTx {
+            conn,
+            imported_customers: std::collections::HashSet::new(),
+        }
     }
 
     /// The order's row; with `if_new`, `INSERT OR IGNORE`. Returns whether a row was
@@ -77,14 +87,18 @@ impl<'c> SqliteTx<'c> {
         let mut stored = conn
             .prepare_cached("SELECT request_hash FROM orders WHERE order_id = ?1 AND channel = ?2")
             .map_err(db_err)?;
-        // A customer named again in the slice is already there (created at the first).
-        let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
+        // A customer named again is already there (created at their first order).
+        let seen = &mut self.imported_customers;
         let mut outcomes = Vec::with_capacity(orders.len());
         for o in orders {
-            if seen.insert(o.customer_id.as_str()) {
+            if !seen.contains(o.customer_id.as_str()) {
                 customer
                     .execute(params![o.customer_id.as_str(), micros(o.placed_at)])
                     .map_err(db_err)?;
+                if seen.len() == IMPORTED_CUSTOMERS_REMEMBERED {
+                    seen.clear();
+                }
+                seen.insert(o.customer_id.to_string());
             }
             if execute_order(&mut order, o)? {
                 execute_lines(&mut lines, o)?;
@@ -113,8 +127,7 @@ pub(crate) const DEFERRED_ORDER_INDEXES: [(&str, &str); 2] = [
     ),
     (
         "orders_by_placed",
-        "CREATE INDEX IF NOT EXISTS orders_by_placed ON orders (placed_at, created_at, channel, order_id, customer_id,
-    store_id, currency, redeemed, cashback, partner_id)",
+        "CREATE INDEX IF NOT EXISTS orders_by_placed ON orders (placed_at, created_at, channel, order_id)",
     ),
 ];
 

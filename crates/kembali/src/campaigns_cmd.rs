@@ -185,6 +185,136 @@ pub struct BenchCampaignsArgs {
     /// Where to make the scratch databases (default: the current directory).
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// Which 100 campaigns: `stacked` (every bench order is paid by 9 of them at once) or
+    /// `targeted` (each aimed at a narrow slice: an order is reached by about 2).
+    #[arg(long, value_enum, default_value_t = Mix::Stacked)]
+    pub mix: Mix,
+}
+
+/// The campaign mixes of `bench-campaigns`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mix {
+    Stacked,
+    Targeted,
+}
+
+impl Mix {
+    fn campaigns(self, n: usize, today: NaiveDate) -> Vec<CampaignCreateRequest> {
+        match self {
+            Mix::Stacked => bench_campaigns(n, today),
+            Mix::Targeted => targeted_campaigns(n, today),
+        }
+    }
+}
+
+/// `n` campaigns running today, each aimed at a narrow slice of the catalogue or of the
+/// customers, as a retailer's many live offers are: a category of forty, a handful of SKUs,
+/// a store, a segment, a brand, the app. A bench order (web, three lines: grocery with the
+/// `eco` tag, apparel, home) is reached by about two of them; some carry caps and budgets.
+pub fn targeted_campaigns(n: usize, today: NaiveDate) -> Vec<CampaignCreateRequest> {
+    const CATEGORIES: [&str; 40] = [
+        "grocery",
+        "bakery",
+        "dairy",
+        "frozen",
+        "drinks",
+        "wine",
+        "snacks",
+        "baby",
+        "pets",
+        "cleaning",
+        "beauty",
+        "pharmacy",
+        "apparel",
+        "shoes",
+        "sports",
+        "toys",
+        "books",
+        "music",
+        "games",
+        "phones",
+        "computers",
+        "tv",
+        "audio",
+        "cameras",
+        "appliances",
+        "kitchen",
+        "home",
+        "garden",
+        "tools",
+        "auto",
+        "office",
+        "school",
+        "travel",
+        "jewelry",
+        "watches",
+        "bags",
+        "party",
+        "crafts",
+        "health",
+        "outdoor",
+    ];
+    const SEGMENTS: [&str; 3] = ["vip", "gold", "staff"];
+    (0..n)
+        .map(|i| {
+            let (conditions, caps, mode) = match i % 5 {
+                0 => (
+                    serde_json::json!({"categories": [CATEGORIES[(i / 5) % CATEGORIES.len()]]}),
+                    serde_json::json!({}),
+                    "best_of",
+                ),
+                1 => (
+                    serde_json::json!({"skus": (0..5)
+                        .map(|k| format!("sku-{}", (i * 13 + k * 97) % 500))
+                        .collect::<Vec<_>>()}),
+                    if i % 2 == 0 {
+                        serde_json::json!({"per_order_minor": 1_000, "budget_minor": 1_000_000_000})
+                    } else {
+                        serde_json::json!({"per_customer_day_minor": 2_000})
+                    },
+                    "stackable",
+                ),
+                2 => (
+                    serde_json::json!({"stores": [format!("sp-{:02}", i % 20)]}),
+                    serde_json::json!({}),
+                    "best_of",
+                ),
+                3 => (
+                    serde_json::json!({"segments": [SEGMENTS[i % SEGMENTS.len()]]}),
+                    serde_json::json!({"per_customer_month_minor": 5_000}),
+                    "stackable",
+                ),
+                _ if i == 4 => (
+                    serde_json::json!({"tags": ["eco"]}),
+                    serde_json::json!({"budget_minor": 1_000_000_000}),
+                    "stackable",
+                ),
+                _ if i % 2 == 0 => (
+                    serde_json::json!({"tags": [format!("brand-{}", i % 10)]}),
+                    serde_json::json!({}),
+                    "stackable",
+                ),
+                _ => (
+                    serde_json::json!({"channels": ["app"], "min_eligible_order_minor": 10_000}),
+                    serde_json::json!({}),
+                    "best_of",
+                ),
+            };
+            let definition = serde_json::json!({
+                "name": format!("Offer {i}"),
+                "window": {"starts_on": (today - Duration::days(30)).to_string(),
+                           "ends_on": (today + Duration::days(365)).to_string()},
+                "conditions": conditions,
+                "reward": {"kind": "percent", "rate_bp": 200 + (i % 6) as i64 * 100},
+                "caps": caps,
+                "stacking": {"mode": mode, "priority": (i % 10) as i64},
+            });
+            CampaignCreateRequest {
+                id: format!("offer-{i:03}"),
+                definition: serde_json::from_value(definition).expect("a bench campaign"),
+            }
+        })
+        .collect()
 }
 
 /// `n` campaigns of every kind in the mix a retailer runs at once (the mix of the core's
@@ -259,7 +389,7 @@ async fn ingest(
     let store = SqliteStore::open(path).with_context(|| format!("opening {}", path.display()))?;
     let engine = Engine::new(Arc::new(store), Arc::new(SystemClock));
     engine.init().await?;
-    for c in bench_campaigns(campaigns, Utc::now().date_naive()) {
+    for c in args.mix.campaigns(campaigns, Utc::now().date_naive()) {
         engine
             .create_campaign("bench", c)
             .await
@@ -299,7 +429,7 @@ pub async fn bench(args: BenchCampaignsArgs) -> Result<()> {
     let req = BacktestRequest {
         from: now - Duration::days(1),
         to: now + Duration::days(1),
-        campaigns: bench_campaigns(args.campaigns, now.date_naive()),
+        campaigns: args.mix.campaigns(args.campaigns, now.date_naive()),
         include_active: false,
     };
     // Three runs: the first also warms the readers' page cache; each is printed.
@@ -320,6 +450,14 @@ pub async fn bench(args: BenchCampaignsArgs) -> Result<()> {
         fmt_f(with),
         100.0 * with / base
     );
+    if let Some((_, report)) = runs.first() {
+        let paid: u64 = report.by_campaign.iter().map(|c| c.orders).sum();
+        println!(
+            "mix {:?}: {:.2} campaigns paid per order on average (the base rate included)",
+            args.mix,
+            paid as f64 / report.orders.max(1) as f64
+        );
+    }
     for (took, report) in &runs {
         println!(
             "backtest: {} orders in {:.3} s = {} orders/s; simulated {} vs actual {} (difference {})",
