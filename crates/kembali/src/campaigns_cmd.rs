@@ -185,8 +185,8 @@ pub struct BenchCampaignsArgs {
     /// Where to make the scratch databases (default: the current directory).
     #[arg(long)]
     pub dir: Option<PathBuf>,
-    /// Which 100 campaigns: `stacked` (every bench order is paid by 9 of them at once) or
-    /// `targeted` (each aimed at a narrow slice: an order is reached by about 2).
+    /// Which 100 campaigns: `stacked` (8 of them pay on every bench order, beside the base
+    /// rate) or `targeted` (each aimed at a narrow slice: about 1.4 pay on an order).
     #[arg(long, value_enum, default_value_t = Mix::Stacked)]
     pub mix: Mix,
 }
@@ -300,19 +300,15 @@ pub fn targeted_campaigns(n: usize, today: NaiveDate) -> Vec<CampaignCreateReque
                     "best_of",
                 ),
             };
-            let definition = serde_json::json!({
-                "name": format!("Offer {i}"),
-                "window": {"starts_on": (today - Duration::days(30)).to_string(),
-                           "ends_on": (today + Duration::days(365)).to_string()},
-                "conditions": conditions,
-                "reward": {"kind": "percent", "rate_bp": 200 + (i % 6) as i64 * 100},
-                "caps": caps,
-                "stacking": {"mode": mode, "priority": (i % 10) as i64},
-            });
-            CampaignCreateRequest {
-                id: format!("offer-{i:03}"),
-                definition: serde_json::from_value(definition).expect("a bench campaign"),
-            }
+            let reward =
+                serde_json::json!({"kind": "percent", "rate_bp": 200 + (i % 6) as i64 * 100});
+            let parts = (conditions, reward, caps, mode);
+            bench_campaign(
+                "Offer",
+                i,
+                (today - Duration::days(30), today + Duration::days(365)),
+                parts,
+            )
         })
         .collect()
 }
@@ -365,20 +361,37 @@ pub fn bench_campaigns(n: usize, today: NaiveDate) -> Vec<CampaignCreateRequest>
                 serde_json::json!({})
             };
             let mode = ["stackable", "best_of"][i % 2];
-            let definition = serde_json::json!({
-                "name": format!("Bench {i}"),
-                "window": {"starts_on": start.to_string(), "ends_on": end.to_string()},
-                "conditions": conditions,
-                "reward": reward,
-                "caps": caps,
-                "stacking": {"mode": mode, "priority": (i % 10) as i64},
-            });
-            CampaignCreateRequest {
-                id: format!("bench-{i:03}"),
-                definition: serde_json::from_value(definition).expect("a bench campaign"),
-            }
+            bench_campaign("Bench", i, (start, end), (conditions, reward, caps, mode))
         })
         .collect()
+}
+
+/// Bench campaign `i` of a mix named `name` (its id is the name, lower case, and `i`):
+/// runs over `window` (local dates), with its conditions, reward, caps and stacking mode,
+/// priority `i % 10`.
+fn bench_campaign(
+    name: &str,
+    i: usize,
+    (starts_on, ends_on): (NaiveDate, NaiveDate),
+    (conditions, reward, caps, mode): (
+        serde_json::Value,
+        serde_json::Value,
+        serde_json::Value,
+        &str,
+    ),
+) -> CampaignCreateRequest {
+    let definition = serde_json::json!({
+        "name": format!("{name} {i}"),
+        "window": {"starts_on": starts_on.to_string(), "ends_on": ends_on.to_string()},
+        "conditions": conditions,
+        "reward": reward,
+        "caps": caps,
+        "stacking": {"mode": mode, "priority": (i % 10) as i64},
+    });
+    CampaignCreateRequest {
+        id: format!("{}-{i:03}", name.to_lowercase()),
+        definition: serde_json::from_value(definition).expect("a bench campaign"),
+    }
 }
 
 async fn ingest(
@@ -470,4 +483,48 @@ pub async fn bench(args: BenchCampaignsArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Mix;
+    use kembali_app::clock::SystemClock;
+    use kembali_app::fake::MemoryStore;
+    use kembali_app::Engine;
+    use std::sync::Arc;
+
+    /// Campaigns (the base rate included) that pay on each of the first bench orders.
+    async fn paying(mix: Mix) -> Vec<usize> {
+        let engine = Engine::new(Arc::new(MemoryStore::new()), Arc::new(SystemClock));
+        engine.init().await.unwrap();
+        for c in mix.campaigns(100, chrono::Utc::now().date_naive()) {
+            engine.create_campaign("bench", c).await.unwrap();
+        }
+        let mut paying = Vec::new();
+        for i in 0..20 {
+            let order = crate::bench::order_request("t", i, format!("c{i}"), 30_000)
+                .parse(&Default::default())
+                .unwrap();
+            let receipt = engine.post_order(order, None).await.unwrap();
+            paying.push(
+                receipt
+                    .campaigns
+                    .iter()
+                    .filter(|c| c.amount_minor > 0)
+                    .count(),
+            );
+        }
+        paying
+    }
+
+    #[tokio::test]
+    async fn every_bench_campaign_is_valid_and_the_mixes_reach_orders_as_documented() {
+        // Stacked: the base rate and 8 campaigns on every order.
+        assert_eq!(paying(Mix::Stacked).await, vec![9; 20]);
+        // Targeted: the base rate and one to three narrow offers.
+        let targeted = paying(Mix::Targeted).await;
+        assert!(targeted.iter().all(|n| (2..=4).contains(n)), "{targeted:?}");
+        let mean = targeted.iter().sum::<usize>() as f64 / targeted.len() as f64;
+        assert!((2.0..3.0).contains(&mean), "{targeted:?}");
+    }
 }
