@@ -46,6 +46,18 @@ impl fmt::Display for BasisPoints {
 /// `num / den` rounded half to even. `den` must be positive.
 pub fn round_half_even(num: i128, den: i128) -> i128 {
     assert!(den > 0, "denominator must be positive");
+    // Almost every call fits in 64 bits, where division is one instruction, not a call.
+    if let (Ok(n), Ok(d)) = (i64::try_from(num), i64::try_from(den)) {
+        let (q, r) = (n.div_euclid(d), n.rem_euclid(d));
+        // 2r against d without doubling (2r may not fit): r > d − r, r = d − r.
+        let up = r > d - r || (r == d - r && q % 2 != 0);
+        return i128::from(q) + i128::from(up);
+    }
+    round_half_even_wide(num, den)
+}
+
+/// [`round_half_even`] in 128 bits.
+fn round_half_even_wide(num: i128, den: i128) -> i128 {
     let q = num.div_euclid(den);
     let r = num.rem_euclid(den);
     let twice = 2 * r;
@@ -99,6 +111,17 @@ pub fn largest_remainder_wide(total: i64, weights: &[i128]) -> Vec<i64> {
 
 /// `(a × w) / s` as (quotient, remainder) without overflowing i128, for 0 ≤ w ≤ s, a ≥ 0.
 fn mul_div_parts(a: i128, w: i128, s: i128) -> (i128, i128) {
+    // Most splits fit in 64 bits, where division is one instruction, not a call.
+    if let (Ok(a64), Ok(w64), Ok(s64)) = (i64::try_from(a), i64::try_from(w), i64::try_from(s)) {
+        if let Some(p) = a64.checked_mul(w64) {
+            return (i128::from(p.div_euclid(s64)), i128::from(p.rem_euclid(s64)));
+        }
+    }
+    mul_div_parts_wide(a, w, s)
+}
+
+/// [`mul_div_parts`] in 128 bits.
+fn mul_div_parts_wide(a: i128, w: i128, s: i128) -> (i128, i128) {
     if let Some(p) = a.checked_mul(w) {
         return (p.div_euclid(s), p.rem_euclid(s));
     }
@@ -272,6 +295,32 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn the_64_bit_paths_equal_the_128_bit_ones(
+            num in any::<i64>(),
+            den in 1i64..=i64::MAX,
+            small_den in 1i64..20_000,
+            a in 0i64..=i64::MAX,
+            w_share in 0.0f64..=1.0,
+        ) {
+            for d in [den, small_den, 1, 2, i64::MAX] {
+                let (n, d) = (i128::from(num), i128::from(d));
+                prop_assert_eq!(round_half_even(n, d), round_half_even_wide(n, d));
+                prop_assert_eq!(round_half_even(2 * n + 1, 2 * d), round_half_even_wide(2 * n + 1, 2 * d));
+            }
+            // 0 ≤ w ≤ s, as the splits call it.
+            let w = (den as f64 * w_share) as i64;
+            let (a, w, s) = (i128::from(a), i128::from(w.min(den)), i128::from(den));
+            prop_assert_eq!(mul_div_parts(a, w, s), mul_div_parts_wide(a, w, s));
+            // Amounts and weights of real splits: the product fits in 64 bits.
+            let (small, amount) = (i128::from(small_den), a % 10_000_000_000);
+            let weight = (small_den as f64 * w_share) as i128;
+            prop_assert_eq!(
+                mul_div_parts(amount, weight.min(small), small),
+                mul_div_parts_wide(amount, weight.min(small), small)
+            );
+        }
+
         #[test]
         fn largest_remainder_parts_add_up_and_stay_within_one_unit(
             total in 0i64..1_000_000_000,
