@@ -192,7 +192,10 @@ struct Replay {
 }
 
 impl Replay {
-    fn new(set: &CampaignSet) -> Self {
+    fn new(
+        set: &CampaignSet,
+        campaign_arms: HashMap<CampaignId, HashMap<CustomerId, Arm>>,
+    ) -> Self {
         let usage = usage_for(set, &[], &[]);
         let slots = set
             .versions()
@@ -208,7 +211,7 @@ impl Replay {
                 ..History::default()
             },
             slots,
-            campaign_arms: HashMap::new(),
+            campaign_arms,
         }
     }
 
@@ -389,8 +392,7 @@ impl Evaluator {
         campaign_arms: HashMap<CampaignId, HashMap<CustomerId, Arm>>,
         program_arms: HashMap<CustomerId, Arm>,
     ) -> Self {
-        let mut replay = Replay::new(&set);
-        replay.campaign_arms = campaign_arms;
+        let replay = Replay::new(&set, campaign_arms);
         let life = Duration::days(
             i64::from(ctx.settings.pending_days) + i64::from(ctx.settings.expiry_days),
         );

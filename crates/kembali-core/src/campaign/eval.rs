@@ -153,8 +153,6 @@ struct Prep<'o> {
     /// Eligible amount of the lines no program-wide exclusion hits.
     eligible_open: i64,
     moment: Moment,
-    /// `ctx.usage` is sorted by campaign id (as engines build it), so it can be searched.
-    usage_sorted: bool,
 }
 
 impl<'o> Prep<'o> {
@@ -206,10 +204,6 @@ impl<'o> Prep<'o> {
             tags,
             eligible_open,
             moment: Moment::new(ctx.at, ctx.zone),
-            usage_sorted: ctx
-                .usage
-                .windows(2)
-                .all(|w| w[0].campaign_id < w[1].campaign_id),
         }
     }
 }
@@ -507,7 +501,7 @@ fn assess<'c>(
     }
     apply_caps(
         &r.caps,
-        usage_of(prep, ctx, index, v),
+        usage_of(ctx, index, v),
         &mut amount,
         &mut capped_by,
     );
@@ -527,7 +521,6 @@ fn assess<'c>(
 }
 
 fn usage_of<'a>(
-    prep: &Prep<'_>,
     ctx: &EvalContext<'a>,
     index: usize,
     v: &CampaignVersion,
@@ -535,19 +528,13 @@ fn usage_of<'a>(
     if !v.rules.caps.needs_usage() {
         return None;
     }
-    // Callers usually give one row per such campaign in set order: one comparison then.
+    // Engines give one row per such campaign in set order: one comparison. Any other
+    // layout is searched.
     let ranked = ctx.campaigns.usage_rank[index];
-    if let Some(u) = ctx.usage.get(ranked).filter(|u| u.campaign_id == v.id) {
-        return Some(u);
+    match ctx.usage.get(ranked).filter(|u| u.campaign_id == v.id) {
+        Some(u) => Some(u),
+        None => ctx.usage.iter().find(|u| u.campaign_id == v.id),
     }
-    if prep.usage_sorted {
-        let i = ctx
-            .usage
-            .binary_search_by(|u| u.campaign_id.cmp(&v.id))
-            .ok()?;
-        return ctx.usage.get(i);
-    }
-    ctx.usage.iter().find(|u| u.campaign_id == v.id)
 }
 
 fn order_matches(v: &CampaignVersion, prep: &Prep<'_>, ctx: &EvalContext<'_>) -> bool {

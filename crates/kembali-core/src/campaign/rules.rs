@@ -581,20 +581,23 @@ impl CampaignSet {
     /// under both, and a replay of the period skips them for nothing.
     pub fn within(&self, from: DateTime<Utc>, to: DateTime<Utc>, zone: Tz) -> CampaignSet {
         let last = to - chrono::Duration::microseconds(1);
-        let versions = self
-            .versions
-            .iter()
-            .filter(|v| {
-                let w = &v.rules.window;
-                let z = w.zone.unwrap_or(zone);
-                let (first, last) = (
-                    from.with_timezone(&z).date_naive(),
-                    last.with_timezone(&z).date_naive(),
-                );
-                to > from && w.starts_on <= last && w.ends_on >= first
-            })
-            .cloned()
-            .collect();
+        let versions = if to <= from {
+            Vec::new()
+        } else {
+            self.versions
+                .iter()
+                .filter(|v| {
+                    let w = &v.rules.window;
+                    let z = w.zone.unwrap_or(zone);
+                    let (first, last) = (
+                        from.with_timezone(&z).date_naive(),
+                        last.with_timezone(&z).date_naive(),
+                    );
+                    w.starts_on <= last && w.ends_on >= first
+                })
+                .cloned()
+                .collect()
+        };
         CampaignSet::new(versions, self.exclusions.clone())
             .expect("a subset of a valid set is valid")
     }
