@@ -4,7 +4,7 @@
 //!
 //! # Budgets never overspend
 //! A budget is the campaign row's `budget_spent`, debited in the order's transaction. Before
-//! evaluating, the order locks every budget it could draw on ([`budget_candidates`]: the
+//! evaluating, the order locks every budget it could draw on ([`capped_candidates`]: the
 //! budgeted campaigns it matches, whatever their caps), after its customer and in id order,
 //! so two orders never wait on each other in opposite orders. The evaluation then sees what
 //! every committed order spent, and the store refuses a debit past the budget as a last
@@ -25,11 +25,12 @@ use crate::wallet::Ctx;
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
 use kembali_core::campaign::{
-    budget_candidates, evaluate, evaluate_amounts, favourite_category, holdout_candidates, parse,
+    capped_candidates, evaluate, evaluate_amounts, favourite_category, holdout_candidates, parse,
     parse_zone, period_starts, Amounts, CampaignOutcome, CampaignSet, CampaignUsage,
-    CampaignVersion, Caps, CustomerFacts, EvalContext, Evaluation, Exclusions, PeriodStarts,
+    CampaignVersion, CappedCandidate, Caps, CustomerFacts, EvalContext, Evaluation, Exclusions,
+    PeriodStarts,
 };
-use kembali_core::ids::{CampaignId, Category, PartnerId};
+use kembali_core::ids::{CampaignId, Category, CustomerId, PartnerId};
 use kembali_core::order::Order;
 use std::sync::{Arc, Mutex};
 
@@ -130,13 +131,7 @@ pub fn usage_for(
     };
     for r in rows {
         if let Some(i) = slot(&usage, &r.campaign_id) {
-            let u = &mut usage[i];
-            match r.period {
-                UsagePeriod::Day => u.customer_day_minor += r.amount_minor,
-                UsagePeriod::Week => u.customer_week_minor += r.amount_minor,
-                UsagePeriod::Month => u.customer_month_minor += r.amount_minor,
-                UsagePeriod::Campaign => u.customer_campaign_minor += r.amount_minor,
-            }
+            count(&mut usage[i], r);
         }
     }
     for (id, spent) in budgets {
@@ -145,6 +140,16 @@ pub fn usage_for(
         }
     }
     usage
+}
+
+/// Adds a stored counter to the usage of its campaign.
+fn count(u: &mut CampaignUsage, r: &UsageRow) {
+    match r.period {
+        UsagePeriod::Day => u.customer_day_minor += r.amount_minor,
+        UsagePeriod::Week => u.customer_week_minor += r.amount_minor,
+        UsagePeriod::Month => u.customer_month_minor += r.amount_minor,
+        UsagePeriod::Campaign => u.customer_campaign_minor += r.amount_minor,
+    }
 }
 
 /// The start of the whole-campaign "period" in usage rows.
@@ -295,9 +300,81 @@ pub fn holdouts_reached(
     holdout_candidates(input.order, &eval_context(ctx, zone, set, input, history))
 }
 
+/// The customer's first purchase and favourite categories, read for the set's needs.
+async fn customer_facts(
+    tx: &mut dyn Tx,
+    set: &CampaignSet,
+    cid: &CustomerId,
+    at: DateTime<Utc>,
+) -> AppResult<History> {
+    let mut history = History {
+        first_purchase: set.needs_first_purchase() && !tx.customer_has_orders(cid).await?,
+        ..History::default()
+    };
+    for &days in set.favourite_lookbacks() {
+        let spend = tx
+            .category_spend(cid, at - Duration::days(i64::from(days)), at)
+            .await?;
+        if let Some(c) = favourite_category(spend.iter().map(|(c, s)| (c, *s))) {
+            history.favourites.push((days, c.clone()));
+        }
+    }
+    Ok(history)
+}
+
+/// The usage rows of the capped campaigns an order reaches (`candidates`, in set order):
+/// the customer's counters when one of them caps per customer, and what `budgets` say
+/// was spent.
+async fn candidate_usage(
+    tx: &mut dyn Tx,
+    set: &CampaignSet,
+    candidates: &[CappedCandidate],
+    cid: &CustomerId,
+    starts: &PeriodStarts,
+    budgets: &[(CampaignId, i64)],
+) -> AppResult<Vec<CampaignUsage>> {
+    let versions = set.versions();
+    let mut usage: Vec<CampaignUsage> = candidates
+        .iter()
+        .map(|c| CampaignUsage::none(versions[c.index].id.clone()))
+        .collect();
+    if candidates
+        .iter()
+        .any(|c| versions[c.index].rules.caps().per_customer())
+    {
+        let rows = tx
+            .campaign_usage(cid, starts.day, starts.week, starts.month)
+            .await?;
+        for r in &rows {
+            if let Some(u) = usage.iter_mut().find(|u| u.campaign_id == r.campaign_id) {
+                count(u, r);
+            }
+        }
+    }
+    for (id, spent) in budgets {
+        if let Some(u) = usage.iter_mut().find(|u| &u.campaign_id == id) {
+            u.budget_spent_minor = *spent;
+        }
+    }
+    Ok(usage)
+}
+
+/// The budgets among `candidates`, by id (the order locks take).
+fn budget_ids(set: &CampaignSet, candidates: &[CappedCandidate]) -> Vec<CampaignId> {
+    let versions = set.versions();
+    candidates
+        .iter()
+        .map(|c| &versions[c.index])
+        .filter(|v| v.rules.caps().budget_minor.is_some())
+        .map(|v| v.id.clone())
+        .collect()
+}
+
 /// Evaluates an order inside its transaction, the customer already locked: reads the
 /// customer's history, locks the budgets it could draw on, evaluates, and records usage
-/// and budget debits. Returns the evaluation; the caller records the lot.
+/// and budget debits. Only the capped campaigns the order reaches ([`capped_candidates`])
+/// need usage: the customer's counters are read when one of them caps per customer, and
+/// their budgets are locked. Returns the evaluation; the caller records the lot.
 pub async fn earn(
     tx: &mut dyn Tx,
     ctx: &Ctx,
@@ -306,39 +383,28 @@ pub async fn earn(
 ) -> AppResult<Evaluation> {
     let zone = zone(ctx);
     let cid = &input.customer.id;
-    let mut history = History {
-        first_purchase: set.needs_first_purchase() && !tx.customer_has_orders(cid).await?,
-        ..History::default()
-    };
-    for &days in set.favourite_lookbacks() {
-        let spend = tx
-            .category_spend(cid, input.at - Duration::days(i64::from(days)), input.at)
-            .await?;
-        if let Some(c) = favourite_category(spend.iter().map(|(c, s)| (c, *s))) {
-            history.favourites.push((days, c.clone()));
-        }
-    }
+    let mut history = customer_facts(tx, set, cid, input.at).await?;
     if set.has_holdouts() {
         let reached = holdouts_reached(ctx, zone, set, input, &history);
         history.held_out = campaign_holdouts(tx, set, &reached, cid, input.at).await?;
     }
-    let needs_usage = set.needs_usage();
     let starts = period_starts(input.at, zone);
-    if needs_usage {
-        let candidates =
-            budget_candidates(input.order, &eval_context(ctx, zone, set, input, &history));
-        let budgets = if candidates.is_empty() {
+    let candidates = if set.needs_usage() {
+        capped_candidates(input.order, &eval_context(ctx, zone, set, input, &history))
+    } else {
+        Vec::new()
+    };
+    if !candidates.is_empty() {
+        let ids = budget_ids(set, &candidates);
+        let budgets = if ids.is_empty() {
             Vec::new()
         } else {
-            tx.lock_budgets(&candidates).await?
+            tx.lock_budgets(&ids).await?
         };
-        let rows = tx
-            .campaign_usage(cid, starts.day, starts.week, starts.month)
-            .await?;
-        history.usage = usage_for(set, &rows, &budgets);
+        history.usage = candidate_usage(tx, set, &candidates, cid, &starts, &budgets).await?;
     }
     let evaluation = evaluate_with(ctx, zone, set, input, &history);
-    if needs_usage {
+    if !candidates.is_empty() {
         let rows = usage_deltas(set, &evaluation.campaigns, &starts);
         if !rows.is_empty() {
             tx.add_campaign_usage(cid, &rows).await?;

@@ -367,6 +367,42 @@ fn candidates(
     pick: impl Fn(&CampaignVersion) -> bool,
 ) -> Vec<CampaignId> {
     let set = ctx.campaigns;
+    picked(order, ctx, pick)
+        .into_iter()
+        .map(|c| set.versions[c.index].id.clone())
+        .collect()
+}
+
+/// A campaign with caps (per customer or a budget) that an order matches and that would pay
+/// it something before caps: see [`capped_candidates`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CappedCandidate {
+    /// Its index in [`CampaignSet::versions`].
+    pub index: usize,
+    /// What it would pay before any cap: no cap can let it pay more.
+    pub uncapped_minor: i64,
+}
+
+/// The campaigns with caps or a budget that `order` matches and that would pay it something
+/// before caps, by id, in one pass: the only campaigns whose usage an evaluation reads (a
+/// capped campaign it does not list pays nothing whatever its usage, so it needs no usage
+/// row) and, among them, every budget the evaluation can debit: the budgets an engine
+/// locks (in this order, which is by id) before it evaluates the order for real. Matching
+/// never depends on usage, and a spent budget never fills up again, so a budget the
+/// evaluation debits is always listed. Like matching, this never depends on usage or on
+/// [`CustomerFacts::held_out`].
+pub fn capped_candidates(order: &Order, ctx: &EvalContext<'_>) -> Vec<CappedCandidate> {
+    picked(order, ctx, |v| v.rules.caps.needs_usage())
+}
+
+/// The campaigns passing `pick` that match `order` and pay it something before caps, with
+/// that amount, in set order.
+fn picked(
+    order: &Order,
+    ctx: &EvalContext<'_>,
+    pick: impl Fn(&CampaignVersion) -> bool,
+) -> Vec<CappedCandidate> {
+    let set = ctx.campaigns;
     if !set.versions.iter().any(&pick) {
         return Vec::new();
     }
@@ -375,8 +411,13 @@ fn candidates(
         .iter()
         .enumerate()
         .filter(|(_, v)| pick(v))
-        .filter(|(i, v)| assess(&prep, ctx, *i, v).is_some_and(|a| a.uncapped_minor > 0))
-        .map(|(_, v)| v.id.clone())
+        .filter_map(|(index, v)| {
+            let a = assess(&prep, ctx, index, v)?;
+            (a.uncapped_minor > 0).then_some(CappedCandidate {
+                index,
+                uncapped_minor: a.uncapped_minor,
+            })
+        })
         .collect()
 }
 
@@ -411,14 +452,6 @@ impl Split {
         }
         largest_remainder_into(w.amount_minor, &self.weights, &mut self.parts);
     }
-}
-
-/// The campaigns with a budget that `order` matches, whatever their caps and usage: the
-/// budgets an engine must lock (in this order, which is by id) before it evaluates the order
-/// for real. Matching never depends on usage, and a spent budget never fills up again, so
-/// every budget the real evaluation can debit is in this list.
-pub fn budget_candidates(order: &Order, ctx: &EvalContext<'_>) -> Vec<CampaignId> {
-    candidates(order, ctx, |v| v.rules.caps.budget_minor.is_some())
 }
 
 fn assess_base(prep: &Prep<'_>, rate: BasisPoints) -> Assessed<'static> {

@@ -74,8 +74,9 @@ mod rules;
 mod time;
 
 pub use eval::{
-    budget_candidates, evaluate, evaluate_amounts, holdout_candidates, AmountPaid, Amounts,
-    CampaignOutcome, CampaignUsage, CapKind, CustomerFacts, EvalContext, Evaluation,
+    capped_candidates, evaluate, evaluate_amounts, holdout_candidates, AmountPaid, Amounts,
+    CampaignOutcome, CampaignUsage, CapKind, CappedCandidate, CustomerFacts, EvalContext,
+    Evaluation,
 };
 pub use raw::{
     RawCampaign, RawCaps, RawConditions, RawExclusions, RawFunding, RawHours, RawReward,

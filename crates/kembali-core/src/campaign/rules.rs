@@ -228,11 +228,16 @@ pub struct Caps {
 impl Caps {
     /// Whether evaluation needs the usage so far ([`super::CampaignUsage`]) for this campaign.
     pub fn needs_usage(&self) -> bool {
+        self.per_customer() || self.budget_minor.is_some()
+    }
+
+    /// Whether it caps what one customer earns over a period (a day, week, month or the
+    /// whole campaign): such a cap needs the customer's usage rows.
+    pub fn per_customer(&self) -> bool {
         self.per_customer_day_minor.is_some()
             || self.per_customer_week_minor.is_some()
             || self.per_customer_month_minor.is_some()
             || self.per_customer_campaign_minor.is_some()
-            || self.budget_minor.is_some()
     }
 }
 

@@ -1435,6 +1435,40 @@ mod properties {
             }
         }
 
+        /// Engines read usage only for the capped campaigns an order reaches: those rows
+        /// alone must evaluate as the rows of every campaign, and every capped campaign that
+        /// pays must be among them (its budget is the one locked and debited).
+        #[test]
+        fn usage_of_the_capped_candidates_alone_evaluates_the_same(
+            o in arb_order(),
+            cs in campaigns_and_usage(),
+            base in 0u32..2_000,
+            redeemed in 0u32..=10_000,
+        ) {
+            let (patches, usage): (Vec<_>, Vec<_>) = cs.into_iter().unzip();
+            let w = world(&patches, &usage, base, redeemed, &o);
+            let full = w.eval(&o);
+            let candidates = capped_candidates(&o, &w.ctx());
+            let versions = w.set.versions();
+            for c in &candidates {
+                prop_assert!(versions[c.index].rules.caps().needs_usage());
+                prop_assert!(c.uncapped_minor > 0);
+            }
+            for out in full.campaigns.iter().filter(|c| c.version > 0 && c.amount_minor > 0) {
+                let i = versions.iter().position(|v| v.id == out.campaign_id).unwrap();
+                if versions[i].rules.caps().needs_usage() {
+                    let c = candidates.iter().find(|c| c.index == i);
+                    prop_assert!(c.is_some_and(|c| out.amount_minor <= c.uncapped_minor));
+                }
+            }
+            let mut narrow = world(&patches, &usage, base, redeemed, &o);
+            narrow.usage = candidates
+                .iter()
+                .map(|c| w.usage.iter().find(|u| u.campaign_id == versions[c.index].id).unwrap().clone())
+                .collect();
+            prop_assert_eq!(narrow.eval(&o), full);
+        }
+
         #[test]
         fn amounts_alone_are_the_full_evaluations_amounts(
             o in arb_order(),
