@@ -4,8 +4,8 @@
 //!
 //! # Budgets never overspend
 //! A budget is the campaign row's `budget_spent`, debited in the order's transaction. Before
-//! evaluating, the order locks every budget it could draw on ([`capped_candidates`]: the
-//! budgeted campaigns it matches, whatever their caps), after its customer and in id order,
+//! evaluating, the order locks every budget it could draw on (the budgeted ones among
+//! [`capped_candidates`]: the capped campaigns it matches), after its customer and in id order,
 //! so two orders never wait on each other in opposite orders. The evaluation then sees what
 //! every committed order spent, and the store refuses a debit past the budget as a last
 //! line of defence. Budgets count cashback as earned: a later return does not refill them.
@@ -119,19 +119,34 @@ pub fn usage_for(
     rows: &[UsageRow],
     budgets: &[(CampaignId, i64)],
 ) -> Vec<CampaignUsage> {
-    let mut usage: Vec<CampaignUsage> = set
+    let capped = set
         .versions()
         .iter()
-        .filter(|v| v.rules.caps().needs_usage())
-        .map(|v| CampaignUsage::none(v.id.clone()))
-        .collect();
-    // Sorted by id like the set, so rows and budgets are placed by binary search.
+        .filter(|v| v.rules.caps().needs_usage());
+    usage_of(capped.map(|v| &v.id), rows, budgets)
+}
+
+/// One usage row for each of `campaigns` (sorted by id, as a set is), with the customer's
+/// counters in `rows` and what `budgets` say was spent.
+fn usage_of<'a>(
+    campaigns: impl Iterator<Item = &'a CampaignId>,
+    rows: &[UsageRow],
+    budgets: &[(CampaignId, i64)],
+) -> Vec<CampaignUsage> {
+    let mut usage: Vec<CampaignUsage> = campaigns.cloned().map(CampaignUsage::none).collect();
+    // Sorted by id, so rows and budgets are placed by binary search.
     let slot = |usage: &[CampaignUsage], id: &CampaignId| {
         usage.binary_search_by(|u| u.campaign_id.cmp(id)).ok()
     };
     for r in rows {
         if let Some(i) = slot(&usage, &r.campaign_id) {
-            count(&mut usage[i], r);
+            let u = &mut usage[i];
+            match r.period {
+                UsagePeriod::Day => u.customer_day_minor += r.amount_minor,
+                UsagePeriod::Week => u.customer_week_minor += r.amount_minor,
+                UsagePeriod::Month => u.customer_month_minor += r.amount_minor,
+                UsagePeriod::Campaign => u.customer_campaign_minor += r.amount_minor,
+            }
         }
     }
     for (id, spent) in budgets {
@@ -140,16 +155,6 @@ pub fn usage_for(
         }
     }
     usage
-}
-
-/// Adds a stored counter to the usage of its campaign.
-fn count(u: &mut CampaignUsage, r: &UsageRow) {
-    match r.period {
-        UsagePeriod::Day => u.customer_day_minor += r.amount_minor,
-        UsagePeriod::Week => u.customer_week_minor += r.amount_minor,
-        UsagePeriod::Month => u.customer_month_minor += r.amount_minor,
-        UsagePeriod::Campaign => u.customer_campaign_minor += r.amount_minor,
-    }
 }
 
 /// The start of the whole-campaign "period" in usage rows.
@@ -322,43 +327,6 @@ async fn customer_facts(
     Ok(history)
 }
 
-/// The usage rows of the capped campaigns an order reaches (`candidates`, in set order):
-/// the customer's counters when one of them caps per customer, and what `budgets` say
-/// was spent.
-async fn candidate_usage(
-    tx: &mut dyn Tx,
-    set: &CampaignSet,
-    candidates: &[CappedCandidate],
-    cid: &CustomerId,
-    starts: &PeriodStarts,
-    budgets: &[(CampaignId, i64)],
-) -> AppResult<Vec<CampaignUsage>> {
-    let versions = set.versions();
-    let mut usage: Vec<CampaignUsage> = candidates
-        .iter()
-        .map(|c| CampaignUsage::none(versions[c.index].id.clone()))
-        .collect();
-    if candidates
-        .iter()
-        .any(|c| versions[c.index].rules.caps().per_customer())
-    {
-        let rows = tx
-            .campaign_usage(cid, starts.day, starts.week, starts.month)
-            .await?;
-        for r in &rows {
-            if let Some(u) = usage.iter_mut().find(|u| u.campaign_id == r.campaign_id) {
-                count(u, r);
-            }
-        }
-    }
-    for (id, spent) in budgets {
-        if let Some(u) = usage.iter_mut().find(|u| &u.campaign_id == id) {
-            u.budget_spent_minor = *spent;
-        }
-    }
-    Ok(usage)
-}
-
 /// The budgets among `candidates`, by id (the order locks take).
 fn budget_ids(set: &CampaignSet, candidates: &[CappedCandidate]) -> Vec<CampaignId> {
     let versions = set.versions();
@@ -389,19 +357,26 @@ pub async fn earn(
         history.held_out = campaign_holdouts(tx, set, &reached, cid, input.at).await?;
     }
     let starts = period_starts(input.at, zone);
-    let candidates = if set.needs_usage() {
-        capped_candidates(input.order, &eval_context(ctx, zone, set, input, &history))
-    } else {
-        Vec::new()
-    };
+    let candidates = capped_candidates(input.order, &eval_context(ctx, zone, set, input, &history));
     if !candidates.is_empty() {
+        let versions = set.versions();
         let ids = budget_ids(set, &candidates);
         let budgets = if ids.is_empty() {
             Vec::new()
         } else {
             tx.lock_budgets(&ids).await?
         };
-        history.usage = candidate_usage(tx, set, &candidates, cid, &starts, &budgets).await?;
+        let per_customer = candidates
+            .iter()
+            .any(|c| versions[c.index].rules.caps().per_customer());
+        let rows = if per_customer {
+            tx.campaign_usage(cid, starts.day, starts.week, starts.month)
+                .await?
+        } else {
+            Vec::new()
+        };
+        let reached = candidates.iter().map(|c| &versions[c.index].id);
+        history.usage = usage_of(reached, &rows, &budgets);
     }
     let evaluation = evaluate_with(ctx, zone, set, input, &history);
     if !candidates.is_empty() {

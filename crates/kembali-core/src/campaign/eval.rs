@@ -357,6 +357,9 @@ fn note_held_out(
 /// experiment's population is the customers its campaign reaches. Like matching, this never
 /// depends on usage or on [`CustomerFacts::held_out`].
 pub fn holdout_candidates(order: &Order, ctx: &EvalContext<'_>) -> Vec<CampaignId> {
+    if !ctx.campaigns.has_holdouts() {
+        return Vec::new();
+    }
     candidates(order, ctx, |v| v.rules.holdout.is_some())
 }
 
@@ -392,20 +395,21 @@ pub struct CappedCandidate {
 /// evaluation debits is always listed. Like matching, this never depends on usage or on
 /// [`CustomerFacts::held_out`].
 pub fn capped_candidates(order: &Order, ctx: &EvalContext<'_>) -> Vec<CappedCandidate> {
+    if !ctx.campaigns.needs_usage() {
+        return Vec::new();
+    }
     picked(order, ctx, |v| v.rules.caps.needs_usage())
 }
 
 /// The campaigns passing `pick` that match `order` and pay it something before caps, with
-/// that amount, in set order.
+/// that amount, in set order. Callers check first that the set has such campaigns (a flag
+/// the set keeps), so an order prepares nothing for a set without them.
 fn picked(
     order: &Order,
     ctx: &EvalContext<'_>,
     pick: impl Fn(&CampaignVersion) -> bool,
 ) -> Vec<CappedCandidate> {
     let set = ctx.campaigns;
-    if !set.versions.iter().any(&pick) {
-        return Vec::new();
-    }
     let prep = Prep::new(order, ctx);
     set.versions
         .iter()
