@@ -7,6 +7,7 @@
 //! with no allocation, then makes one pass over the lines to sum what it pays on; strings
 //! are built only for the campaigns that win.
 
+use super::reach::Mask;
 use super::rules::{
     Birthday, CampaignSet, CampaignVersion, Caps, Excluded, Funding, LineSymbols, Reward,
     StackingMode, BASE_RATE_ID,
@@ -153,6 +154,8 @@ struct Prep<'o> {
     /// Eligible amount of the lines no program-wide exclusion hits.
     eligible_open: i64,
     moment: Moment,
+    /// The campaigns the order can reach ([`super::reach`]): the only ones visited.
+    reach: Mask,
 }
 
 impl<'o> Prep<'o> {
@@ -196,7 +199,12 @@ impl<'o> Prep<'o> {
                 let (category, sku) = ctx.campaigns.symbols.of_line(l, &mut tags);
                 (category, sku, start, tags.len())
             })
-            .collect();
+            .collect::<Vec<_>>();
+        let reach = ctx.campaigns.reach.reach(
+            order.channel,
+            symbols.iter().map(|&(category, sku, _, _)| (category, sku)),
+            &tags,
+        );
         Prep {
             order,
             lines,
@@ -204,6 +212,7 @@ impl<'o> Prep<'o> {
             tags,
             eligible_open,
             moment: Moment::new(ctx.at, ctx.zone),
+            reach,
         }
     }
 }
@@ -243,13 +252,41 @@ impl Assessed<'_> {
 /// Evaluates every active campaign and the base rate on `order`. See the module docs of
 /// [`crate::campaign`] for stacking, caps and rounding.
 pub fn evaluate(order: &Order, ctx: &EvalContext<'_>) -> Evaluation {
-    let prep = Prep::new(order, ctx);
-    let (winners, held_out) = winners(&prep, ctx);
-    let mut evaluation = build(&prep, ctx, &winners);
+    evaluate_prepared(&Prep::new(order, ctx), ctx)
+}
+
+fn evaluate_prepared(prep: &Prep<'_>, ctx: &EvalContext<'_>) -> Evaluation {
+    let (winners, held_out) = winners(prep, ctx);
+    let mut evaluation = build(prep, ctx, &winners);
     for h in held_out.iter().filter(|h| h.uncapped_minor > 0) {
-        note_held_out(&prep, ctx, h, &mut evaluation);
+        note_held_out(prep, ctx, h, &mut evaluation);
     }
     evaluation
+}
+
+/// What evaluation and candidate lists give when every campaign is visited, not only the
+/// ones the order reaches: the oracle the reach index is tested against.
+#[cfg(test)]
+pub(crate) mod visiting_every_campaign {
+    use super::*;
+
+    fn prep<'o>(order: &'o Order, ctx: &EvalContext<'_>) -> Prep<'o> {
+        let mut prep = Prep::new(order, ctx);
+        prep.reach = Mask::below(ctx.campaigns.versions.len());
+        prep
+    }
+
+    pub fn evaluate(order: &Order, ctx: &EvalContext<'_>) -> Evaluation {
+        evaluate_prepared(&prep(order, ctx), ctx)
+    }
+
+    pub fn capped_candidates(order: &Order, ctx: &EvalContext<'_>) -> Vec<CappedCandidate> {
+        picked(&prep(order, ctx), ctx, |v| v.rules.caps.needs_usage())
+    }
+
+    pub fn holdout_candidates(order: &Order, ctx: &EvalContext<'_>) -> Vec<CappedCandidate> {
+        picked(&prep(order, ctx), ctx, |v| v.rules.holdout.is_some())
+    }
 }
 
 /// What an evaluation pays, without its explanations: the numbers of [`evaluate`] (the
@@ -313,7 +350,8 @@ fn winners<'c>(prep: &Prep<'_>, ctx: &EvalContext<'c>) -> Selection<'c> {
     let base = assess_base(prep, ctx.settings.base_rate_bp);
     let mut applied: Vec<Assessed<'_>> = Vec::new();
     let mut held_out: Vec<Assessed<'_>> = Vec::new();
-    for (i, v) in ctx.campaigns.versions.iter().enumerate() {
+    for i in prep.reach.iter() {
+        let v = &ctx.campaigns.versions[i];
         if let Some(a) = assess(prep, ctx, i, v) {
             if ctx.customer.held_out.contains(&v.id) {
                 held_out.push(a);
@@ -370,7 +408,7 @@ fn candidates(
     pick: impl Fn(&CampaignVersion) -> bool,
 ) -> Vec<CampaignId> {
     let set = ctx.campaigns;
-    picked(order, ctx, pick)
+    picked(&Prep::new(order, ctx), ctx, pick)
         .into_iter()
         .map(|c| set.versions[c.index].id.clone())
         .collect()
@@ -398,25 +436,24 @@ pub fn capped_candidates(order: &Order, ctx: &EvalContext<'_>) -> Vec<CappedCand
     if !ctx.campaigns.needs_usage() {
         return Vec::new();
     }
-    picked(order, ctx, |v| v.rules.caps.needs_usage())
+    picked(&Prep::new(order, ctx), ctx, |v| v.rules.caps.needs_usage())
 }
 
 /// The campaigns passing `pick` that match `order` and pay it something before caps, with
 /// that amount, in set order. Callers check first that the set has such campaigns (a flag
 /// the set keeps), so an order prepares nothing for a set without them.
 fn picked(
-    order: &Order,
+    prep: &Prep<'_>,
     ctx: &EvalContext<'_>,
     pick: impl Fn(&CampaignVersion) -> bool,
 ) -> Vec<CappedCandidate> {
     let set = ctx.campaigns;
-    let prep = Prep::new(order, ctx);
-    set.versions
+    prep.reach
         .iter()
-        .enumerate()
+        .map(|index| (index, &set.versions[index]))
         .filter(|(_, v)| pick(v))
         .filter_map(|(index, v)| {
-            let a = assess(&prep, ctx, index, v)?;
+            let a = assess(prep, ctx, index, v)?;
             (a.uncapped_minor > 0).then_some(CappedCandidate {
                 index,
                 uncapped_minor: a.uncapped_minor,

@@ -70,6 +70,7 @@
 
 mod eval;
 mod raw;
+mod reach;
 mod rules;
 mod time;
 

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use super::raw::{
     RawCampaign, RawCaps, RawConditions, RawExclusions, RawHoldout, RawReward, RawWindow,
 };
+use super::reach::ReachIndex;
 
 /// One problem in a definition: where (a JSON pointer such as `/reward/tiers/1/rate_bp`),
 /// a stable machine code, and a sentence for people.
@@ -373,6 +374,8 @@ pub struct CampaignSet {
     pub(crate) symbols: Symbols,
     /// The line filters and exclusions of `versions[i]`, in symbols.
     pub(crate) compiled: Vec<CompiledLines>,
+    /// Where each campaign is filed, so an order visits only those it can reach.
+    pub(crate) reach: ReachIndex,
     /// What callers must look up before evaluating, worked out once per set.
     needs: Needs,
     /// For `versions[i]` with caps that need usage, its rank among those versions: where
@@ -441,9 +444,9 @@ fn symbols_of<T: Ord>(table: &[T], set: &NameSet<T>) -> Vec<u32> {
 /// A campaign's line filter and exclusions in symbols, each list sorted.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct CompiledLines {
-    categories: Vec<u32>,
-    skus: Vec<u32>,
-    tags: Vec<u32>,
+    pub categories: Vec<u32>,
+    pub skus: Vec<u32>,
+    pub tags: Vec<u32>,
     no_categories: Vec<u32>,
     no_skus: Vec<u32>,
     no_tags: Vec<u32>,
@@ -555,7 +558,13 @@ impl CampaignSet {
             }
         }
         let symbols = Symbols::new(&versions);
-        let compiled = versions.iter().map(|v| symbols.compile(v)).collect();
+        let compiled: Vec<CompiledLines> = versions.iter().map(|v| symbols.compile(v)).collect();
+        let sizes = (
+            symbols.categories.len(),
+            symbols.skus.len(),
+            symbols.tags.len(),
+        );
+        let reach = ReachIndex::new(&versions, &compiled, sizes);
         let needs = Needs::of(&versions);
         let mut rank = 0;
         let usage_rank = versions
@@ -571,6 +580,7 @@ impl CampaignSet {
             exclusions,
             symbols,
             compiled,
+            reach,
             needs,
             usage_rank,
         })

@@ -1341,6 +1341,35 @@ mod properties {
             })
     }
 
+    /// Campaigns filed every way the reach index files them: by category, SKU or tag
+    /// (several of each), by channel, or nowhere; fixed rewards with and without a minimum
+    /// order value; some with a holdout.
+    fn arb_filed_campaign() -> impl Strategy<Value = Value> {
+        let names =
+            |pool: &'static [&'static str]| proptest::sample::subsequence(pool, 0..=pool.len());
+        (
+            arb_campaign(),
+            names(&CATEGORIES),
+            names(&["sku-0", "sku-1", "sku-2", "sku-9"]),
+            names(&TAGS),
+            names(&["web", "app", "store"]),
+            prop_oneof![Just(0i64), 1i64..40_000],
+            any::<bool>(),
+        )
+            .prop_map(|(mut c, categories, skus, tags, channels, min, holdout)| {
+                merge(
+                    &mut c,
+                    json!({"conditions": {
+                    "categories": categories, "skus": skus, "tags": tags,
+                    "channels": channels, "min_eligible_order_minor": min}}),
+                );
+                if holdout {
+                    merge(&mut c, json!({"holdout": {"share_bp": 1_000}}));
+                }
+                c
+            })
+    }
+
     fn arb_usage() -> impl Strategy<Value = [i64; 5]> {
         [
             0i64..6_000,
@@ -1536,6 +1565,39 @@ mod properties {
             usage.push([0; 5]);
             let after = world(&patches, &usage, base, redeemed, &o).eval(&o);
             prop_assert_eq!(before, after);
+        }
+
+        /// Evaluation visits only the campaigns an order reaches (the set's index): it must
+        /// give exactly what visiting every campaign gives, and so must the candidate lists
+        /// engines lock budgets and decide holdout arms by.
+        #[test]
+        fn visiting_only_the_campaigns_an_order_reaches_changes_nothing(
+            o in arb_order(),
+            patches in proptest::collection::vec(arb_filed_campaign(), 0..10),
+            usage in proptest::collection::vec(arb_usage(), 10),
+            held_out in proptest::collection::vec(any::<bool>(), 10),
+            base in 0u32..2_000,
+            redeemed in 0u32..=10_000,
+        ) {
+            use super::super::eval::visiting_every_campaign as every;
+            let mut w = world(&patches, &usage, base, redeemed, &o);
+            w.held_out = w
+                .set
+                .versions()
+                .iter()
+                .zip(&held_out)
+                .filter(|(_, h)| **h)
+                .map(|(v, _)| v.id.clone())
+                .collect();
+            let ctx = w.ctx();
+            prop_assert_eq!(w.eval(&o), every::evaluate(&o, &ctx));
+            prop_assert_eq!(capped_candidates(&o, &ctx), every::capped_candidates(&o, &ctx));
+            let versions = w.set.versions();
+            let holdouts: Vec<_> = every::holdout_candidates(&o, &ctx)
+                .iter()
+                .map(|c| versions[c.index].id.clone())
+                .collect();
+            prop_assert_eq!(holdout_candidates(&o, &ctx), holdouts);
         }
 
         #[test]

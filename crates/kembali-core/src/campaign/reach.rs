@@ -1,0 +1,218 @@
+//! Which campaigns of a set an order can reach, found without visiting every campaign.
+//!
+//! A set files each campaign under one condition that an order must meet for the campaign
+//! to pay it anything: its most selective line filter (a line must name one of its
+//! categories, SKUs or tags), else its channels, else nowhere in particular (`always`). An
+//! order reaches the campaigns filed under its channel and under the names its lines carry,
+//! plus the `always` ones: a superset of the campaigns that can pay it, which evaluation then
+//! checks in full. A campaign left out can pay nothing, so evaluating only the reached ones
+//! gives exactly what visiting every campaign gives (a property test holds the two equal).
+//!
+//! A fixed reward is the one reward that says something with no line to earn on (it is
+//! capped at the eligible amount, zero, and a held-out customer is still told of it), so a
+//! fixed reward with no minimum order value is filed by channel at most.
+
+use super::rules::{CampaignVersion, CompiledLines, Reward};
+use crate::ids::Channel;
+use crate::limits::MAX_CAMPAIGNS_PER_EVALUATION;
+
+const WORDS: usize = MAX_CAMPAIGNS_PER_EVALUATION.div_ceil(64);
+
+// Postings hold a campaign's index in a `u8`.
+const _: () = assert!(MAX_CAMPAIGNS_PER_EVALUATION <= 256);
+
+/// A set of campaign indices.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Mask([u64; WORDS]);
+
+impl Mask {
+    /// Every index below `n`.
+    #[cfg(test)]
+    pub fn below(n: usize) -> Mask {
+        let mut m = Mask::default();
+        (0..n).for_each(|i| m.insert(i));
+        m
+    }
+
+    pub fn insert(&mut self, i: usize) {
+        self.0[i / 64] |= 1 << (i % 64);
+    }
+
+    fn union(&mut self, other: &Mask) {
+        for (a, b) in self.0.iter_mut().zip(other.0) {
+            *a |= b;
+        }
+    }
+
+    /// The indices, lowest first.
+    pub fn iter(&self) -> impl Iterator<Item = usize> + '_ {
+        self.0.iter().enumerate().flat_map(|(w, &bits)| {
+            let mut bits = bits;
+            std::iter::from_fn(move || {
+                (bits != 0).then(|| {
+                    let i = bits.trailing_zeros() as usize;
+                    bits &= bits - 1;
+                    w * 64 + i
+                })
+            })
+        })
+    }
+}
+
+/// For each symbol of one kind, the campaigns filed under it (compressed rows: the campaigns
+/// of symbol `s` are `campaigns[starts[s]..starts[s + 1]]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Postings {
+    starts: Vec<u32>,
+    campaigns: Vec<u8>,
+}
+
+impl Postings {
+    /// `filed[c]` lists the symbols campaign `c` is filed under; `symbols` is the table size.
+    fn new(symbols: usize, filed: &[(usize, &[u32])]) -> Postings {
+        let mut rows: Vec<Vec<u8>> = vec![Vec::new(); symbols];
+        for (c, syms) in filed {
+            for s in *syms {
+                rows[*s as usize].push(*c as u8);
+            }
+        }
+        let mut p = Postings {
+            starts: Vec::with_capacity(symbols + 1),
+            campaigns: Vec::new(),
+        };
+        p.starts.push(0);
+        for row in rows {
+            p.campaigns.extend(row);
+            p.starts.push(p.campaigns.len() as u32);
+        }
+        p
+    }
+
+    /// Adds the campaigns filed under `symbol` (none for an unknown one) to `mask`.
+    fn add(&self, symbol: u32, mask: &mut Mask) {
+        let s = symbol as usize;
+        if s + 1 < self.starts.len() {
+            let (from, to) = (self.starts[s] as usize, self.starts[s + 1] as usize);
+            self.campaigns[from..to]
+                .iter()
+                .for_each(|&c| mask.insert(usize::from(c)));
+        }
+    }
+}
+
+/// Where a set filed its campaigns; see the module docs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct ReachIndex {
+    always: Mask,
+    channels: [Mask; Channel::ALL.len()],
+    categories: Postings,
+    skus: Postings,
+    tags: Postings,
+}
+
+/// Which line filter a campaign is filed under.
+enum Filed<'a> {
+    Categories(&'a [u32]),
+    Skus(&'a [u32]),
+    Tags(&'a [u32]),
+    Channels(u8),
+    Always,
+}
+
+fn filed<'a>(v: &CampaignVersion, lines: &'a CompiledLines) -> Filed<'a> {
+    let r = &v.rules;
+    let needs_a_line =
+        !matches!(r.reward, Reward::Fixed { .. }) || r.conditions.min_eligible_order_minor > 0;
+    let filters = [
+        Filed::Categories(&lines.categories),
+        Filed::Skus(&lines.skus),
+        Filed::Tags(&lines.tags),
+    ];
+    let narrowest = filters
+        .into_iter()
+        .filter_map(|f| match f {
+            Filed::Categories(s) | Filed::Skus(s) | Filed::Tags(s) if !s.is_empty() => {
+                Some((s.len(), f))
+            }
+            _ => None,
+        })
+        .min_by_key(|(n, _)| *n)
+        .map(|(_, f)| f);
+    match (needs_a_line, narrowest) {
+        (true, Some(f)) => f,
+        _ if r.conditions.channels != 0 => Filed::Channels(r.conditions.channels),
+        _ => Filed::Always,
+    }
+}
+
+impl ReachIndex {
+    /// Files `versions` (with their compiled line filters) over symbol tables of these sizes:
+    /// categories, SKUs, tags.
+    pub fn new(
+        versions: &[CampaignVersion],
+        compiled: &[CompiledLines],
+        (categories, skus, tags): (usize, usize, usize),
+    ) -> ReachIndex {
+        let mut index = ReachIndex::default();
+        let (mut by_category, mut by_sku, mut by_tag) = (Vec::new(), Vec::new(), Vec::new());
+        for (c, (v, lines)) in versions.iter().zip(compiled).enumerate() {
+            match filed(v, lines) {
+                Filed::Categories(s) => by_category.push((c, s)),
+                Filed::Skus(s) => by_sku.push((c, s)),
+                Filed::Tags(s) => by_tag.push((c, s)),
+                Filed::Channels(bits) => {
+                    for (i, m) in index.channels.iter_mut().enumerate() {
+                        if bits & (1 << i) != 0 {
+                            m.insert(c);
+                        }
+                    }
+                }
+                Filed::Always => index.always.insert(c),
+            }
+        }
+        index.categories = Postings::new(categories, &by_category);
+        index.skus = Postings::new(skus, &by_sku);
+        index.tags = Postings::new(tags, &by_tag);
+        index
+    }
+
+    /// The campaigns an order on `channel` whose lines carry these symbols can reach:
+    /// `lines` gives each line's category and SKU symbols, `tags` every line's tag symbols.
+    pub fn reach(
+        &self,
+        channel: Channel,
+        lines: impl Iterator<Item = (u32, u32)>,
+        tags: &[u32],
+    ) -> Mask {
+        let mut mask = self.always;
+        let ch = Channel::ALL
+            .iter()
+            .position(|c| *c == channel)
+            .expect("every channel is in ALL");
+        mask.union(&self.channels[ch]);
+        for (category, sku) in lines {
+            self.categories.add(category, &mut mask);
+            self.skus.add(sku, &mut mask);
+        }
+        for &t in tags {
+            self.tags.add(t, &mut mask);
+        }
+        mask
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Mask;
+
+    #[test]
+    fn a_mask_lists_its_indices_lowest_first() {
+        let mut m = Mask::default();
+        for i in [255, 0, 64, 63, 130] {
+            m.insert(i);
+        }
+        assert_eq!(m.iter().collect::<Vec<_>>(), vec![0, 63, 64, 130, 255]);
+        assert_eq!(Mask::below(3).iter().collect::<Vec<_>>(), vec![0, 1, 2]);
+        assert_eq!(Mask::default().iter().count(), 0);
+    }
+}
