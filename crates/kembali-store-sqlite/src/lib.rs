@@ -41,6 +41,8 @@ pub const MAX_BATCH: usize = 512;
 pub const QUEUE_CAPACITY: usize = 8_192;
 /// Read connections: reads are short; two cores do not gain from more.
 pub const READERS: usize = 4;
+/// The name of the writer thread (the one thread every write of a store runs on).
+pub const WRITER_THREAD: &str = "kembali-sqlite-writer";
 /// Page cache per connection, in KiB. The writer touches index pages all over the customer
 /// and journal trees; SQLite's 2 MiB default makes it re-read them. 64 MiB × (1 + readers)
 /// stays well inside the memory budget.
@@ -149,7 +151,7 @@ impl SqliteStore {
         }
         let (queue, rx) = mpsc::channel(QUEUE_CAPACITY);
         std::thread::Builder::new()
-            .name("kembali-sqlite-writer".into())
+            .name(WRITER_THREAD.into())
             .spawn(move || writer_loop(writer, rx))
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         Ok(SqliteStore {

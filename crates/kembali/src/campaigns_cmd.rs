@@ -189,6 +189,11 @@ pub struct BenchCampaignsArgs {
     /// rate) or `targeted` (each aimed at a narrow slice: about 1.4 pay on an order).
     #[arg(long, value_enum, default_value_t = Mix::Stacked)]
     pub mix: Mix,
+    /// Rounds of the two ingestion runs, alternated (base rate only, then with campaigns),
+    /// each on a fresh database; the figures are their medians. One machine's drift then
+    /// moves both runs alike.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=9))]
+    pub rounds: u32,
 }
 
 /// The campaign mixes of `bench-campaigns`.
@@ -394,11 +399,20 @@ fn bench_campaign(
     }
 }
 
+/// One ingestion run: orders per second, and the writer thread's CPU time per order when
+/// the system reports it.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    orders_per_s: f64,
+    writer_us_per_order: Option<f64>,
+}
+
 async fn ingest(
     path: &std::path::Path,
     args: &BenchCampaignsArgs,
     campaigns: usize,
-) -> Result<(Engine<SqliteStore>, f64)> {
+) -> Result<(Engine<SqliteStore>, Run)> {
+    let writers_before = writer_threads_ns();
     let store = SqliteStore::open(path).with_context(|| format!("opening {}", path.display()))?;
     let engine = Engine::new(Arc::new(store), Arc::new(SystemClock));
     engine.init().await?;
@@ -408,6 +422,10 @@ async fn ingest(
             .await
             .map_err(|e| anyhow::anyhow!("{e}: {}", crate::describe(&e)))?;
     }
+    // This store's writer is the writer thread that was not there before it opened.
+    let writer = writer_threads_ns()
+        .into_iter()
+        .find(|(tid, _)| !writers_before.iter().any(|(t, _)| t == tid));
     let (e, customers) = (engine.clone(), args.customers);
     let c = closed_loop(args.orders, args.clients, move |i| {
         let engine = e.clone();
@@ -417,7 +435,53 @@ async fn ingest(
     if c.errors > 0 {
         bail!("{} orders failed: {:?}", c.errors, c.first_error);
     }
-    Ok((engine, per_second(c.ok, c.took)))
+    let writer_us_per_order = writer.and_then(|(tid, before)| {
+        let (_, after) = writer_threads_ns().into_iter().find(|(t, _)| *t == tid)?;
+        Some(after.saturating_sub(before) as f64 / 1_000.0 / c.ok.max(1) as f64)
+    });
+    let run = Run {
+        orders_per_s: per_second(c.ok, c.took),
+        writer_us_per_order,
+    };
+    Ok((engine, run))
+}
+
+/// The CPU time (ns) of every SQLite writer thread of this process, by thread id, from
+/// `/proc/self/task/*/schedstat` (Linux; empty elsewhere). The writer runs every order's
+/// transaction, so its time per order is the steadiest figure on a shared machine.
+fn writer_threads_ns() -> Vec<(u64, u64)> {
+    // The kernel keeps the first 15 bytes of a thread's name.
+    let name = &kembali_store_sqlite::WRITER_THREAD[..15];
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|task| {
+            let tid: u64 = task.file_name().to_str()?.parse().ok()?;
+            let comm = std::fs::read_to_string(task.path().join("comm")).ok()?;
+            if comm.trim_end() != name {
+                return None;
+            }
+            let stat = std::fs::read_to_string(task.path().join("schedstat")).ok()?;
+            let ns: u64 = stat.split_whitespace().next()?.parse().ok()?;
+            Some((tid, ns))
+        })
+        .collect()
+}
+
+fn median(mut values: Vec<f64>) -> Option<f64> {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(values[n / 2]),
+        _ => Some((values[n / 2 - 1] + values[n / 2]) / 2.0),
+    }
+}
+
+fn fmt_writer(us: Option<f64>) -> String {
+    us.map_or_else(|| "n/a".into(), |us| format!("{us:.1} µs"))
 }
 
 /// Backtests of the ingested history, one after the other.
@@ -427,17 +491,38 @@ pub async fn bench(args: BenchCampaignsArgs) -> Result<()> {
     let dir = tempfile::Builder::new()
         .prefix("kembali-bench-campaigns-")
         .tempdir_in(args.dir.clone().unwrap_or_else(|| PathBuf::from(".")))?;
-    progress(&format!(
-        "ingesting {} orders with no campaign (base rate only)…",
-        args.orders
-    ));
-    let (_, base) = ingest(&dir.path().join("none.db"), &args, 0).await?;
-    progress(&format!(
-        "ingesting {} orders with {} active campaigns…",
-        args.orders, args.campaigns
-    ));
-    let (engine, with) = ingest(&dir.path().join("many.db"), &args, args.campaigns).await?;
-    progress("backtesting that history under the same campaigns as drafts…");
+    let mut rounds: Vec<(Run, Run)> = Vec::new();
+    let mut last = None;
+    for round in 1..=args.rounds {
+        progress(&format!(
+            "round {round}/{}: {} orders with no campaign (base rate only)…",
+            args.rounds, args.orders
+        ));
+        let base_db = dir.path().join(format!("none-{round}.db"));
+        let (engine, base) = ingest(&base_db, &args, 0).await?;
+        drop(engine);
+        progress(&format!(
+            "round {round}/{}: {} orders with {} active campaigns…",
+            args.rounds, args.orders, args.campaigns
+        ));
+        let (engine, with) = ingest(
+            &dir.path().join(format!("many-{round}.db")),
+            &args,
+            args.campaigns,
+        )
+        .await?;
+        rounds.push((base, with));
+        // Only the last history is backtested: the others make room.
+        last = Some(engine);
+        for db in std::fs::read_dir(dir.path())?.flatten() {
+            let name = db.file_name().to_string_lossy().into_owned();
+            if !name.starts_with(&format!("many-{round}.db")) {
+                let _ = std::fs::remove_file(db.path());
+            }
+        }
+    }
+    let engine = last.expect("at least one round");
+    progress("backtesting the last history under the same campaigns as drafts…");
     let now = Utc::now();
     let req = BacktestRequest {
         from: now - Duration::days(1),
@@ -456,13 +541,54 @@ pub async fn bench(args: BenchCampaignsArgs) -> Result<()> {
         runs.push((started.elapsed(), report));
     }
     engine.store().ping().await?;
-    println!("orders/s, no campaigns:            {}", fmt_f(base));
     println!(
-        "orders/s, {} active campaigns:    {} ({:.1} % of the base run)",
-        args.campaigns,
-        fmt_f(with),
-        100.0 * with / base
+        "round  orders/s base  orders/s {} campaigns  ratio   writer CPU/order base  with campaigns  ratio",
+        args.campaigns
     );
+    for (i, (base, with)) in rounds.iter().enumerate() {
+        let cpu_ratio = base
+            .writer_us_per_order
+            .zip(with.writer_us_per_order)
+            .map_or_else(|| "n/a".into(), |(b, w)| format!("{:.2}×", w / b));
+        println!(
+            "{:>5}  {:>14}  {:>21}  {:>5.1} %  {:>21}  {:>14}  {}",
+            i + 1,
+            fmt_f(base.orders_per_s),
+            fmt_f(with.orders_per_s),
+            100.0 * with.orders_per_s / base.orders_per_s,
+            fmt_writer(base.writer_us_per_order),
+            fmt_writer(with.writer_us_per_order),
+            cpu_ratio
+        );
+    }
+    let base = median(rounds.iter().map(|r| r.0.orders_per_s).collect()).unwrap_or(0.0);
+    let with = median(rounds.iter().map(|r| r.1.orders_per_s).collect()).unwrap_or(0.0);
+    let ratio = median(
+        rounds
+            .iter()
+            .map(|(b, w)| 100.0 * w.orders_per_s / b.orders_per_s)
+            .collect(),
+    )
+    .unwrap_or(0.0);
+    println!("orders/s, no campaigns (median):         {}", fmt_f(base));
+    println!(
+        "orders/s, {} active campaigns (median):   {} (median of the rounds' ratios: {ratio:.1} % of the base run)",
+        args.campaigns,
+        fmt_f(with)
+    );
+    let cpu =
+        |pick: fn(&(Run, Run)) -> Option<f64>| median(rounds.iter().filter_map(pick).collect());
+    if let (Some(b), Some(w)) = (
+        cpu(|r| r.0.writer_us_per_order),
+        cpu(|r| r.1.writer_us_per_order),
+    ) {
+        println!(
+            "writer CPU per order (median):            {} base, {} with campaigns ({:.2}×)",
+            fmt_writer(Some(b)),
+            fmt_writer(Some(w)),
+            w / b
+        );
+    }
     if let Some((_, report)) = runs.first() {
         let paid: u64 = report.by_campaign.iter().map(|c| c.orders).sum();
         println!(
@@ -487,7 +613,7 @@ pub async fn bench(args: BenchCampaignsArgs) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::Mix;
+    use super::{bench, ingest, median, BenchCampaignsArgs, Mix};
     use kembali_app::clock::SystemClock;
     use kembali_app::fake::MemoryStore;
     use kembali_app::Engine;
@@ -526,5 +652,33 @@ mod tests {
         assert!(targeted.iter().all(|n| (2..=4).contains(n)), "{targeted:?}");
         let mean = targeted.iter().sum::<usize>() as f64 / targeted.len() as f64;
         assert!((2.0..3.0).contains(&mean), "{targeted:?}");
+    }
+
+    #[test]
+    fn the_median_of_an_even_count_is_the_mean_of_the_middle_two() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), Some(2.5));
+        assert_eq!(median(Vec::new()), None);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_small_bench_runs_its_rounds_and_measures_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = BenchCampaignsArgs {
+            orders: 40,
+            campaigns: 10,
+            clients: 4,
+            customers: 10,
+            dir: Some(dir.path().into()),
+            mix: Mix::Targeted,
+            rounds: 2,
+        };
+        let (_, run) = ingest(&dir.path().join("one.db"), &args, 10).await.unwrap();
+        assert!(run.orders_per_s > 0.0);
+        // Where the kernel reports per-thread CPU time, the writer is found and measured.
+        if std::path::Path::new("/proc/self/schedstat").exists() {
+            assert!(run.writer_us_per_order.is_some_and(|us| us > 0.0));
+        }
+        bench(args).await.unwrap();
     }
 }
