@@ -1155,10 +1155,10 @@ impl Tx for PgTx<'_> {
                  INSERT INTO campaign_versions (campaign_id, version, status, action, definition, changes, actor, at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8)),
              r AS (UPDATE campaign_revision SET revision = revision + 1 WHERE id = 1)
-             INSERT INTO campaigns (id, version, status, definition, budget, created_at, updated_at)
-             VALUES ($1, $2, $3, $5, $9, $8, $8)
+             INSERT INTO campaigns (id, version, status, budget, created_at, updated_at)
+             VALUES ($1, $2, $3, $9, $8, $8)
              ON CONFLICT (id) DO UPDATE SET version = excluded.version, status = excluded.status,
-                 definition = excluded.definition, budget = excluded.budget, updated_at = excluded.updated_at",
+                 budget = excluded.budget, updated_at = excluded.updated_at",
         )
         .bind(v.campaign_id.as_str())
         .bind(version_to_db(v.version)?)

@@ -1268,17 +1268,16 @@ impl Tx for SqliteTx<'_> {
             .map_err(db_err)?;
         self.conn
             .prepare_cached(
-                "INSERT INTO campaigns (id, version, status, definition, budget, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
+                "INSERT INTO campaigns (id, version, status, budget, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?5)
                  ON CONFLICT (id) DO UPDATE SET version = excluded.version, status = excluded.status,
-                     definition = excluded.definition, budget = excluded.budget, updated_at = excluded.updated_at",
+                     budget = excluded.budget, updated_at = excluded.updated_at",
             )
             .and_then(|mut st| {
                 st.execute(params![
                     v.campaign_id.as_str(),
                     v.version,
                     v.status.as_str(),
-                    definition,
                     v.definition.caps.budget_minor,
                     micros(v.at)
                 ])
