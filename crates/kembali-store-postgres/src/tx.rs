@@ -136,7 +136,7 @@ impl TryFrom<LotRow> for LotRecord {
             order: order_key(r.order_channel, r.order_id)?,
             created_at: r.created_at,
             expiry_warned: r.expiry_warned,
-            campaigns: from_json(&r.campaigns)?,
+            campaigns: stored::lot_campaigns_from(&r.campaigns)?,
         })
     }
 }
@@ -230,7 +230,7 @@ impl TryFrom<LineRow> for LineRecord {
             clawed_back_minor: r.clawed_back,
             restored_minor: r.restored,
             explanation: r.explanation,
-            rules: from_json(&r.rules)?,
+            rules: stored::rules_from(&r.rules)?,
         })
     }
 }
@@ -692,7 +692,7 @@ impl Tx for PgTx<'_> {
                 .map(LineRecord::try_from)
                 .collect::<R<_>>()?,
             partner_id: o.partner_id.map(|p| id(PartnerId::parse(p))).transpose()?,
-            campaigns: from_json(&o.campaigns)?,
+            campaigns: stored::outcomes_from(&o.campaigns)?,
         }))
     }
 
@@ -713,10 +713,15 @@ impl Tx for PgTx<'_> {
             ") ",
             lines_insert!()
         ));
-        bind_order(q, o, LineColumns::of(o)?, json(&o.campaigns)?)
-            .execute(&mut *self.conn)
-            .await
-            .map_err(db_err)?;
+        bind_order(
+            q,
+            o,
+            LineColumns::of(o)?,
+            stored::outcomes_json(&o.campaigns)?.into_owned(),
+        )
+        .execute(&mut *self.conn)
+        .await
+        .map_err(db_err)?;
         Ok(())
     }
 
@@ -802,7 +807,7 @@ impl Tx for PgTx<'_> {
         .bind(l.lot.state.as_str())
         .bind(l.created_at)
         .bind(l.expiry_warned)
-        .bind(json(&l.campaigns)?)
+        .bind(stored::lot_campaigns_json(&l.campaigns)?)
         .fetch_one(&mut *self.conn)
         .await
         .map_err(db_err)
@@ -1476,8 +1481,10 @@ impl Tx for PgTx<'_> {
 
     async fn metric_campaign_lots(&mut self, campaign: &CampaignId, facts: &mut Facts) -> R<()> {
         facts.campaign_read(campaign);
+        let [rows_form, objects_form] = stored::campaign_lot_patterns(campaign);
         let rows: Vec<(i64, String)> = sqlx::query_as(metrics_sql::CAMPAIGN_LOTS)
-            .bind(metrics_sql::campaign_lots_pattern(campaign))
+            .bind(rows_form)
+            .bind(objects_form)
             .fetch_all(&mut *self.conn)
             .await
             .map_err(db_err)?;
@@ -1583,10 +1590,15 @@ impl Tx for PgTx<'_> {
                  SELECT EXISTS (SELECT 1 FROM o),
                         (SELECT request_hash FROM orders WHERE order_id = $2 AND channel = $1)"
             ));
-            let row = bind_order(q, o, LineColumns::of(o)?, json(&o.campaigns)?)
-                .fetch_one(&mut *self.conn)
-                .await
-                .map_err(db_err)?;
+            let row = bind_order(
+                q,
+                o,
+                LineColumns::of(o)?,
+                stored::outcomes_json(&o.campaigns)?.into_owned(),
+            )
+            .fetch_one(&mut *self.conn)
+            .await
+            .map_err(db_err)?;
             let inserted: bool = row.try_get(0).map_err(db_err)?;
             let stored: Option<String> = row.try_get(1).map_err(db_err)?;
             outcomes.push(match (inserted, stored) {
@@ -1722,7 +1734,7 @@ impl LineColumns {
         self.clawed_back.push(l.clawed_back_minor);
         self.restored.push(l.restored_minor);
         self.explanation.push(l.explanation.clone());
-        self.rules.push(json(&l.rules)?);
+        self.rules.push(stored::rules_json(&l.rules)?.into_owned());
         Ok(())
     }
 }

@@ -151,7 +151,7 @@ fn execute_order(st: &mut rusqlite::Statement<'_>, o: &OrderRecord) -> R<bool> {
             o.available_at.map(micros),
             o.expires_at.map(micros),
             o.partner_id.as_ref().map(|p| p.as_str()),
-            json_list(&o.campaigns)?,
+            stored::outcomes_json(&o.campaigns)?,
         ])
         .map_err(db_err)?;
     Ok(inserted > 0)
@@ -185,7 +185,7 @@ fn execute_lines(st: &mut rusqlite::Statement<'_>, o: &OrderRecord) -> R<()> {
             l.clawed_back_minor,
             l.restored_minor,
             l.explanation,
-            json_list(&l.rules)?,
+            stored::rules_json(&l.rules)?,
         ])
         .map_err(db_err)?;
     }
@@ -332,7 +332,7 @@ fn lot_from(row: LotRow) -> R<LotRecord> {
         order: order_key(och, oid)?,
         created_at: instant(created_at)?,
         expiry_warned: warned,
-        campaigns: from_json(&campaigns)?,
+        campaigns: stored::lot_campaigns_from(&campaigns)?,
     })
 }
 
@@ -512,7 +512,7 @@ impl SqliteTx<'_> {
                 clawed_back_minor: ret[1],
                 restored_minor: ret[2],
                 explanation,
-                rules: from_json(&rules)?,
+                rules: stored::rules_from(&rules)?,
             })
         })
         .collect()
@@ -777,7 +777,7 @@ impl Tx for SqliteTx<'_> {
             expires_at: lot_times[1].map(instant).transpose()?,
             lines,
             partner_id: partner.map(|p| id(PartnerId::parse(p))).transpose()?,
-            campaigns: from_json(&campaigns)?,
+            campaigns: stored::outcomes_from(&campaigns)?,
         }))
     }
 
@@ -869,7 +869,7 @@ impl Tx for SqliteTx<'_> {
     }
 
     async fn insert_lot(&mut self, l: &LotRecord) -> R<i64> {
-        let campaigns = json(&l.campaigns)?;
+        let campaigns = stored::lot_campaigns_json(&l.campaigns)?;
         self.conn
             .prepare_cached(
                 "INSERT INTO lots (customer_id, order_channel, order_id, amount, remaining, available_at, expires_at, state,
@@ -1702,7 +1702,7 @@ impl Tx for SqliteTx<'_> {
             .prepare_cached(metrics_sql::CAMPAIGN_LOTS)
             .map_err(db_err)?;
         let mut rows = st
-            .query([metrics_sql::campaign_lots_pattern(campaign)])
+            .query(stored::campaign_lot_patterns(campaign))
             .map_err(db_err)?;
         while let Some(r) = rows.next().map_err(db_err)? {
             let lot_id: i64 = r.get(0).map_err(db_err)?;

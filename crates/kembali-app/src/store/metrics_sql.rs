@@ -1,8 +1,7 @@
 //! SQL text the metric reads share between the SQLite and PostgreSQL adapters (the same
 //! columns and integer arithmetic in both), so the two cannot drift apart.
 
-use super::decode::from_json;
-use super::{LotCampaign, StoreResult};
+use super::StoreResult;
 use kembali_core::analytics::metrics::Facts;
 use kembali_core::ids::CampaignId;
 
@@ -49,15 +48,11 @@ pub const ORDER_FACTS: &str = concat!(
     ") r ON r.channel = o.channel AND r.order_id = o.order_id"
 );
 
-/// Lots whose campaigns may name a campaign: lot id, campaigns (JSON). `$1` is
-/// [`campaign_lots_pattern`], a superset (LIKE's `_` matches itself too); the JSON is then
-/// checked exactly by [`add_campaign_lot`].
-pub const CAMPAIGN_LOTS: &str = "SELECT id, campaigns FROM lots WHERE campaigns LIKE $1";
-
-/// The LIKE pattern of [`CAMPAIGN_LOTS`] for `campaign`.
-pub fn campaign_lots_pattern(campaign: &CampaignId) -> String {
-    format!("%\"campaign_id\":\"{campaign}\"%")
-}
+/// Lots whose campaigns may name a campaign: lot id, campaigns (as stored). `$1` and `$2`
+/// are [`super::stored::campaign_lot_patterns`], a superset (LIKE's `_` matches any
+/// character); the rows are then checked exactly by [`add_campaign_lot`].
+pub const CAMPAIGN_LOTS: &str =
+    "SELECT id, campaigns FROM lots WHERE campaigns LIKE $1 OR campaigns LIKE $2";
 
 /// Adds what `campaign` paid into lot `lot_id` (its campaigns as stored) to the facts.
 pub fn add_campaign_lot(
@@ -66,7 +61,7 @@ pub fn add_campaign_lot(
     lot_id: i64,
     campaigns_json: &str,
 ) -> StoreResult<()> {
-    let parts: Vec<LotCampaign> = from_json(campaigns_json)?;
+    let parts = super::stored::lot_campaigns_from(campaigns_json)?;
     for p in parts.iter().filter(|p| p.campaign_id == *campaign) {
         facts.campaign_paid(campaign, lot_id, p.amount_minor);
     }

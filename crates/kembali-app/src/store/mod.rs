@@ -10,6 +10,7 @@
 pub mod batch;
 pub mod decode;
 pub mod metrics_sql;
+pub mod stored;
 
 use crate::error::{AppError, StoreError};
 use async_trait::async_trait;
