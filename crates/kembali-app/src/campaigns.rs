@@ -25,10 +25,9 @@ use crate::wallet::Ctx;
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
 use kembali_core::campaign::{
-    capped_candidates, evaluate, evaluate_amounts, favourite_category, holdout_candidates, parse,
-    parse_zone, period_starts, Amounts, CampaignOutcome, CampaignSet, CampaignUsage,
-    CampaignVersion, CappedCandidate, Caps, CustomerFacts, EvalContext, Evaluation, Exclusions,
-    PeriodStarts,
+    evaluate, evaluate_amounts, favourite_category, holdout_candidates, parse, parse_zone,
+    period_starts, prepare, Amounts, CampaignOutcome, CampaignSet, CampaignUsage, CampaignVersion,
+    CappedCandidate, Caps, CustomerFacts, EvalContext, Evaluation, Exclusions, PeriodStarts,
 };
 use kembali_core::ids::{CampaignId, Category, CustomerId, PartnerId};
 use kembali_core::order::Order;
@@ -352,12 +351,14 @@ pub async fn earn(
     let zone = zone(ctx);
     let cid = &input.customer.id;
     let mut history = customer_facts(tx, set, cid, input.at).await?;
+    // Prepared once for the candidate lists and the evaluation (none depends on usage).
+    let prepared = prepare(input.order, &eval_context(ctx, zone, set, input, &history));
     if set.has_holdouts() {
-        let reached = holdouts_reached(ctx, zone, set, input, &history);
+        let reached = prepared.holdout_candidates(&eval_context(ctx, zone, set, input, &history));
         history.held_out = campaign_holdouts(tx, set, &reached, cid, input.at).await?;
     }
     let starts = period_starts(input.at, zone);
-    let candidates = capped_candidates(input.order, &eval_context(ctx, zone, set, input, &history));
+    let candidates = prepared.capped_candidates(&eval_context(ctx, zone, set, input, &history));
     if !candidates.is_empty() {
         let versions = set.versions();
         let ids = budget_ids(set, &candidates);
@@ -378,7 +379,7 @@ pub async fn earn(
         let reached = candidates.iter().map(|c| &versions[c.index].id);
         history.usage = usage_of(reached, &rows, &budgets);
     }
-    let evaluation = evaluate_with(ctx, zone, set, input, &history);
+    let evaluation = prepared.evaluate(&eval_context(ctx, zone, set, input, &history));
     if !candidates.is_empty() {
         let rows = usage_deltas(set, &evaluation.campaigns, &starts);
         if !rows.is_empty() {

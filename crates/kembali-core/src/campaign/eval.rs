@@ -264,6 +264,80 @@ fn evaluate_prepared(prep: &Prep<'_>, ctx: &EvalContext<'_>) -> Evaluation {
     evaluation
 }
 
+/// An order prepared once (its lines' amounts and names, its instant in the zone, the
+/// campaigns it reaches) for the calls an engine makes on it in turn: the holdout and capped
+/// candidates, then the evaluation once usage is read. Each call gives exactly what the
+/// free function of the same name gives; a context whose campaigns, instant, zone or
+/// redeemed amount differ from the one it was prepared with is prepared again.
+pub struct Prepared<'o> {
+    prep: Prep<'o>,
+    made_for: PreparedFor,
+}
+
+/// What a preparation depends on besides the order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PreparedFor {
+    /// [`CampaignSet`]'s stamp: the same set (or a clone of it).
+    campaigns: u64,
+    at: DateTime<Utc>,
+    zone: Tz,
+    redeemed_minor: i64,
+}
+
+impl PreparedFor {
+    fn of(ctx: &EvalContext<'_>) -> Self {
+        PreparedFor {
+            campaigns: ctx.campaigns.stamp,
+            at: ctx.at,
+            zone: ctx.zone,
+            redeemed_minor: ctx.redeemed_minor,
+        }
+    }
+}
+
+/// Prepares `order` for [`Prepared`]'s calls with contexts like `ctx`.
+pub fn prepare<'o>(order: &'o Order, ctx: &EvalContext<'_>) -> Prepared<'o> {
+    Prepared {
+        prep: Prep::new(order, ctx),
+        made_for: PreparedFor::of(ctx),
+    }
+}
+
+impl<'o> Prepared<'o> {
+    fn with<T>(&self, ctx: &EvalContext<'_>, f: impl FnOnce(&Prep<'o>) -> T) -> T {
+        if PreparedFor::of(ctx) == self.made_for {
+            f(&self.prep)
+        } else {
+            f(&Prep::new(self.prep.order, ctx))
+        }
+    }
+
+    /// [`evaluate`].
+    pub fn evaluate(&self, ctx: &EvalContext<'_>) -> Evaluation {
+        self.with(ctx, |prep| evaluate_prepared(prep, ctx))
+    }
+
+    /// [`capped_candidates`].
+    pub fn capped_candidates(&self, ctx: &EvalContext<'_>) -> Vec<CappedCandidate> {
+        if !ctx.campaigns.needs_usage() {
+            return Vec::new();
+        }
+        self.with(ctx, |prep| {
+            picked(prep, ctx, |v| v.rules.caps.needs_usage())
+        })
+    }
+
+    /// [`holdout_candidates`].
+    pub fn holdout_candidates(&self, ctx: &EvalContext<'_>) -> Vec<CampaignId> {
+        if !ctx.campaigns.has_holdouts() {
+            return Vec::new();
+        }
+        self.with(ctx, |prep| {
+            ids(ctx, picked(prep, ctx, |v| v.rules.holdout.is_some()))
+        })
+    }
+}
+
 /// What evaluation and candidate lists give when every campaign is visited, not only the
 /// ones the order reaches: the oracle the reach index is tested against.
 #[cfg(test)]
@@ -395,20 +469,13 @@ fn note_held_out(
 /// experiment's population is the customers its campaign reaches. Like matching, this never
 /// depends on usage or on [`CustomerFacts::held_out`].
 pub fn holdout_candidates(order: &Order, ctx: &EvalContext<'_>) -> Vec<CampaignId> {
-    if !ctx.campaigns.has_holdouts() {
-        return Vec::new();
-    }
-    candidates(order, ctx, |v| v.rules.holdout.is_some())
+    prepare(order, ctx).holdout_candidates(ctx)
 }
 
-/// The campaigns passing `pick` that match `order` and pay it something before caps, by id.
-fn candidates(
-    order: &Order,
-    ctx: &EvalContext<'_>,
-    pick: impl Fn(&CampaignVersion) -> bool,
-) -> Vec<CampaignId> {
+/// The ids of `candidates`.
+fn ids(ctx: &EvalContext<'_>, candidates: Vec<CappedCandidate>) -> Vec<CampaignId> {
     let set = ctx.campaigns;
-    picked(&Prep::new(order, ctx), ctx, pick)
+    candidates
         .into_iter()
         .map(|c| set.versions[c.index].id.clone())
         .collect()
@@ -433,10 +500,7 @@ pub struct CappedCandidate {
 /// evaluation debits is always listed. Like matching, this never depends on usage or on
 /// [`CustomerFacts::held_out`].
 pub fn capped_candidates(order: &Order, ctx: &EvalContext<'_>) -> Vec<CappedCandidate> {
-    if !ctx.campaigns.needs_usage() {
-        return Vec::new();
-    }
-    picked(&Prep::new(order, ctx), ctx, |v| v.rules.caps.needs_usage())
+    prepare(order, ctx).capped_candidates(ctx)
 }
 
 /// The campaigns passing `pick` that match `order` and pay it something before caps, with

@@ -75,9 +75,9 @@ mod rules;
 mod time;
 
 pub use eval::{
-    capped_candidates, evaluate, evaluate_amounts, holdout_candidates, AmountPaid, Amounts,
-    CampaignOutcome, CampaignUsage, CapKind, CappedCandidate, CustomerFacts, EvalContext,
-    Evaluation,
+    capped_candidates, evaluate, evaluate_amounts, holdout_candidates, prepare, AmountPaid,
+    Amounts, CampaignOutcome, CampaignUsage, CapKind, CappedCandidate, CustomerFacts, EvalContext,
+    Evaluation, Prepared,
 };
 pub use raw::{
     RawCampaign, RawCaps, RawConditions, RawExclusions, RawFunding, RawHours, RawReward,

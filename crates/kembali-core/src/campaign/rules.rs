@@ -363,9 +363,12 @@ pub enum CampaignSetError {
     VersionZero(CampaignId),
 }
 
+// From 1: every `Default` set (empty) has stamp 0.
+static NEXT_STAMP: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 /// The campaign versions active for a program, plus its program-wide exclusions. Built once
 /// when campaigns change and shared by every evaluation, so per-order work stays small.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct CampaignSet {
     pub(crate) versions: Vec<CampaignVersion>,
     pub(crate) exclusions: Exclusions,
@@ -376,6 +379,9 @@ pub struct CampaignSet {
     pub(crate) compiled: Vec<CompiledLines>,
     /// Where each campaign is filed, so an order visits only those it can reach.
     pub(crate) reach: ReachIndex,
+    /// Set apart from every other set made in this process (a clone, equal in every way,
+    /// shares it): what a prepared order checks it is used with.
+    pub(crate) stamp: u64,
     /// What callers must look up before evaluating, worked out once per set.
     needs: Needs,
     /// For `versions[i]` with caps that need usage, its rank among those versions: where
@@ -531,6 +537,16 @@ impl CompiledLines {
     }
 }
 
+/// Two sets are equal when their versions and exclusions are: the rest is derived from
+/// them, and the stamp only tells sets apart.
+impl PartialEq for CampaignSet {
+    fn eq(&self, other: &Self) -> bool {
+        self.versions == other.versions && self.exclusions == other.exclusions
+    }
+}
+
+impl Eq for CampaignSet {}
+
 impl CampaignSet {
     pub fn new(
         mut versions: Vec<CampaignVersion>,
@@ -581,6 +597,7 @@ impl CampaignSet {
             symbols,
             compiled,
             reach,
+            stamp: NEXT_STAMP.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             needs,
             usage_rank,
         })

@@ -1567,6 +1567,30 @@ mod properties {
             prop_assert_eq!(before, after);
         }
 
+        /// Engines prepare an order once for its candidate lists and its evaluation: each
+        /// call answers as the free function does, and a context the order was not
+        /// prepared for (another redeemed amount, another set) is prepared again.
+        #[test]
+        fn a_prepared_order_answers_as_the_free_functions_do(
+            o in arb_order(),
+            patches in proptest::collection::vec(arb_filed_campaign(), 0..8),
+            usage in proptest::collection::vec(arb_usage(), 8),
+            base in 0u32..2_000,
+            redeemed in 0u32..=10_000,
+            other_redeemed in 0u32..=10_000,
+        ) {
+            let w = world(&patches, &usage, base, redeemed, &o);
+            let prepared = prepare(&o, &w.ctx());
+            prop_assert_eq!(prepared.evaluate(&w.ctx()), w.eval(&o));
+            prop_assert_eq!(prepared.capped_candidates(&w.ctx()), capped_candidates(&o, &w.ctx()));
+            prop_assert_eq!(prepared.holdout_candidates(&w.ctx()), holdout_candidates(&o, &w.ctx()));
+            let other = world(&patches, &usage, base, other_redeemed, &o);
+            prop_assert_eq!(prepared.evaluate(&other.ctx()), other.eval(&o));
+            let mut fewer = world(&patches[..patches.len() / 2], &usage, base, redeemed, &o);
+            fewer.redeemed_minor = w.redeemed_minor;
+            prop_assert_eq!(prepared.evaluate(&fewer.ctx()), fewer.eval(&o));
+        }
+
         /// Evaluation visits only the campaigns an order reaches (the set's index): it must
         /// give exactly what visiting every campaign gives, and so must the candidate lists
         /// engines lock budgets and decide holdout arms by.
