@@ -201,7 +201,8 @@ impl<'o> Prep<'o> {
             })
             .collect::<Vec<_>>();
         let reach = ctx.campaigns.reach.reach(
-            order.channel,
+            (order.channel, order.store_id.as_ref()),
+            ctx.customer.segments,
             symbols.iter().map(|&(category, sku, _, _)| (category, sku)),
             &tags,
         );
@@ -275,13 +276,15 @@ pub struct Prepared<'o> {
 }
 
 /// What a preparation depends on besides the order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct PreparedFor {
     /// [`CampaignSet`]'s stamp: the same set (or a clone of it).
     campaigns: u64,
     at: DateTime<Utc>,
     zone: Tz,
     redeemed_minor: i64,
+    /// The customer's segments (campaigns filed under a segment are reached through them).
+    segments: Vec<Segment>,
 }
 
 impl PreparedFor {
@@ -291,7 +294,16 @@ impl PreparedFor {
             at: ctx.at,
             zone: ctx.zone,
             redeemed_minor: ctx.redeemed_minor,
+            segments: ctx.customer.segments.to_vec(),
         }
+    }
+
+    fn holds_for(&self, ctx: &EvalContext<'_>) -> bool {
+        self.campaigns == ctx.campaigns.stamp
+            && self.at == ctx.at
+            && self.zone == ctx.zone
+            && self.redeemed_minor == ctx.redeemed_minor
+            && self.segments == ctx.customer.segments
     }
 }
 
@@ -305,7 +317,7 @@ pub fn prepare<'o>(order: &'o Order, ctx: &EvalContext<'_>) -> Prepared<'o> {
 
 impl<'o> Prepared<'o> {
     fn with<T>(&self, ctx: &EvalContext<'_>, f: impl FnOnce(&Prep<'o>) -> T) -> T {
-        if PreparedFor::of(ctx) == self.made_for {
+        if self.made_for.holds_for(ctx) {
             f(&self.prep)
         } else {
             f(&Prep::new(self.prep.order, ctx))

@@ -2,8 +2,9 @@
 //!
 //! A set files each campaign under one condition that an order must meet for the campaign
 //! to pay it anything: its most selective line filter (a line must name one of its
-//! categories, SKUs or tags), else its channels, else nowhere in particular (`always`). An
-//! order reaches the campaigns filed under its channel and under the names its lines carry,
+//! categories, SKUs or tags), else its stores, else its customer segments, else its
+//! channels, else nowhere in particular (`always`). An order reaches the campaigns filed
+//! under its channel, its store, its customer's segments and the names its lines carry,
 //! plus the `always` ones: a superset of the campaigns that can pay it, which evaluation then
 //! checks in full. A campaign left out can pay nothing, so evaluating only the reached ones
 //! gives exactly what visiting every campaign gives (a property test holds the two equal).
@@ -13,7 +14,7 @@
 //! fixed reward with no minimum order value is filed by channel at most.
 
 use super::rules::{CampaignVersion, CompiledLines, Reward};
-use crate::ids::Channel;
+use crate::ids::{Channel, Segment, StoreId};
 use crate::limits::MAX_CAMPAIGNS_PER_EVALUATION;
 
 const WORDS: usize = MAX_CAMPAIGNS_PER_EVALUATION.div_ceil(64);
@@ -108,6 +109,12 @@ pub(crate) struct ReachIndex {
     categories: Postings,
     skus: Postings,
     tags: Postings,
+    /// Every store and segment a campaign is filed under, sorted (a name's symbol is its
+    /// index), with their campaigns.
+    store_names: Vec<StoreId>,
+    stores: Postings,
+    segment_names: Vec<Segment>,
+    segments: Postings,
 }
 
 /// Which line filter a campaign is filed under.
@@ -115,11 +122,13 @@ enum Filed<'a> {
     Categories(&'a [u32]),
     Skus(&'a [u32]),
     Tags(&'a [u32]),
+    Stores(&'a [StoreId]),
+    Segments(&'a [Segment]),
     Channels(u8),
     Always,
 }
 
-fn filed<'a>(v: &CampaignVersion, lines: &'a CompiledLines) -> Filed<'a> {
+fn filed<'a>(v: &'a CampaignVersion, lines: &'a CompiledLines) -> Filed<'a> {
     let r = &v.rules;
     let needs_a_line =
         !matches!(r.reward, Reward::Fixed { .. }) || r.conditions.min_eligible_order_minor > 0;
@@ -138,9 +147,12 @@ fn filed<'a>(v: &CampaignVersion, lines: &'a CompiledLines) -> Filed<'a> {
         })
         .min_by_key(|(n, _)| *n)
         .map(|(_, f)| f);
+    let k = &r.conditions;
     match (needs_a_line, narrowest) {
         (true, Some(f)) => f,
-        _ if r.conditions.channels != 0 => Filed::Channels(r.conditions.channels),
+        _ if !k.stores.is_empty() => Filed::Stores(k.stores.as_slice()),
+        _ if !k.segments.is_empty() => Filed::Segments(k.segments.as_slice()),
+        _ if k.channels != 0 => Filed::Channels(k.channels),
         _ => Filed::Always,
     }
 }
@@ -155,11 +167,14 @@ impl ReachIndex {
     ) -> ReachIndex {
         let mut index = ReachIndex::default();
         let (mut by_category, mut by_sku, mut by_tag) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut by_store, mut by_segment) = (Vec::new(), Vec::new());
         for (c, (v, lines)) in versions.iter().zip(compiled).enumerate() {
             match filed(v, lines) {
                 Filed::Categories(s) => by_category.push((c, s)),
                 Filed::Skus(s) => by_sku.push((c, s)),
                 Filed::Tags(s) => by_tag.push((c, s)),
+                Filed::Stores(names) => by_store.push((c, names)),
+                Filed::Segments(names) => by_segment.push((c, names)),
                 Filed::Channels(bits) => {
                     for (i, m) in index.channels.iter_mut().enumerate() {
                         if bits & (1 << i) != 0 {
@@ -173,6 +188,8 @@ impl ReachIndex {
         index.categories = Postings::new(categories, &by_category);
         index.skus = Postings::new(skus, &by_sku);
         index.tags = Postings::new(tags, &by_tag);
+        (index.store_names, index.stores) = named(&by_store);
+        (index.segment_names, index.segments) = named(&by_segment);
         index
     }
 
@@ -180,16 +197,26 @@ impl ReachIndex {
     /// `lines` gives each line's category and SKU symbols, `tags` every line's tag symbols.
     pub fn reach(
         &self,
-        channel: Channel,
+        order: (Channel, Option<&StoreId>),
+        segments: &[Segment],
         lines: impl Iterator<Item = (u32, u32)>,
         tags: &[u32],
     ) -> Mask {
+        let (channel, store) = order;
         let mut mask = self.always;
         let ch = Channel::ALL
             .iter()
             .position(|c| *c == channel)
             .expect("every channel is in ALL");
         mask.union(&self.channels[ch]);
+        if let Some(store) = store.filter(|_| !self.store_names.is_empty()) {
+            self.stores.add(symbol(&self.store_names, store), &mut mask);
+        }
+        if !self.segment_names.is_empty() {
+            for s in segments {
+                self.segments.add(symbol(&self.segment_names, s), &mut mask);
+            }
+        }
         for (category, sku) in lines {
             self.categories.add(category, &mut mask);
             self.skus.add(sku, &mut mask);
@@ -199,6 +226,25 @@ impl ReachIndex {
         }
         mask
     }
+}
+
+/// The symbol of `name` in `table` (sorted); one past every symbol when it is not there.
+fn symbol<T: Ord>(table: &[T], name: &T) -> u32 {
+    table.binary_search(name).map_or(u32::MAX, |i| i as u32)
+}
+
+/// The names `filed` lists, as a sorted table, and the campaigns filed under each.
+fn named<T: Ord + Clone>(filed: &[(usize, &[T])]) -> (Vec<T>, Postings) {
+    let mut names: Vec<T> = filed.iter().flat_map(|(_, n)| n.iter().cloned()).collect();
+    names.sort();
+    names.dedup();
+    let symbols: Vec<(usize, Vec<u32>)> = filed
+        .iter()
+        .map(|(c, n)| (*c, n.iter().map(|x| symbol(&names, x)).collect()))
+        .collect();
+    let by: Vec<(usize, &[u32])> = symbols.iter().map(|(c, s)| (*c, s.as_slice())).collect();
+    let postings = Postings::new(names.len(), &by);
+    (names, postings)
 }
 
 #[cfg(test)]

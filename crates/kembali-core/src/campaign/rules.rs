@@ -47,6 +47,10 @@ impl<T: Ord> NameSet<T> {
     pub fn contains(&self, item: &T) -> bool {
         self.0.binary_search(item).is_ok()
     }
+    /// The names, sorted.
+    pub fn as_slice(&self) -> &[T] {
+        &self.0
+    }
 }
 
 impl<T> Default for NameSet<T> {

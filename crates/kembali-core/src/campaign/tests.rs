@@ -1341,33 +1341,60 @@ mod properties {
             })
     }
 
+    const STORES: [&str; 3] = ["sp-01", "sp-02", "rj-01"];
+    const SEGMENTS: [&str; 3] = ["vip", "gold", "staff"];
+
+    fn names(pool: &'static [&'static str]) -> impl Strategy<Value = Vec<&'static str>> {
+        proptest::sample::subsequence(pool, 0..=pool.len())
+    }
+
     /// Campaigns filed every way the reach index files them: by category, SKU or tag
-    /// (several of each), by channel, or nowhere; fixed rewards with and without a minimum
-    /// order value; some with a holdout.
+    /// (several of each), by store, by segment, by channel, or nowhere; fixed rewards with
+    /// and without a minimum order value; some with a holdout.
     fn arb_filed_campaign() -> impl Strategy<Value = Value> {
-        let names =
-            |pool: &'static [&'static str]| proptest::sample::subsequence(pool, 0..=pool.len());
         (
             arb_campaign(),
-            names(&CATEGORIES),
-            names(&["sku-0", "sku-1", "sku-2", "sku-9"]),
-            names(&TAGS),
-            names(&["web", "app", "store"]),
+            (
+                names(&CATEGORIES),
+                names(&["sku-0", "sku-1", "sku-2", "sku-9"]),
+                names(&TAGS),
+            ),
+            (
+                names(&STORES),
+                names(&SEGMENTS),
+                names(&["web", "app", "store"]),
+            ),
             prop_oneof![Just(0i64), 1i64..40_000],
             any::<bool>(),
         )
-            .prop_map(|(mut c, categories, skus, tags, channels, min, holdout)| {
-                merge(
-                    &mut c,
-                    json!({"conditions": {
-                    "categories": categories, "skus": skus, "tags": tags,
-                    "channels": channels, "min_eligible_order_minor": min}}),
-                );
-                if holdout {
-                    merge(&mut c, json!({"holdout": {"share_bp": 1_000}}));
-                }
-                c
-            })
+            .prop_map(
+                |(mut c, (categories, skus, tags), (stores, segments, channels), min, holdout)| {
+                    merge(
+                        &mut c,
+                        json!({"conditions": {
+                    "categories": categories, "skus": skus, "tags": tags, "stores": stores,
+                    "segments": segments, "channels": channels, "min_eligible_order_minor": min}}),
+                    );
+                    if holdout {
+                        merge(&mut c, json!({"holdout": {"share_bp": 1_000}}));
+                    }
+                    c
+                },
+            )
+    }
+
+    /// An order placed at one of [`STORES`] (or none) by a customer in some of [`SEGMENTS`].
+    fn at_store_for_segments(
+        o: &mut Order,
+        w: &mut World,
+        store: Option<usize>,
+        segments: &[&str],
+    ) {
+        o.store_id = store.map(|s| StoreId::parse(STORES[s]).unwrap());
+        w.segments = segments
+            .iter()
+            .map(|s| Segment::parse(*s).unwrap())
+            .collect();
     }
 
     fn arb_usage() -> impl Strategy<Value = [i64; 5]> {
@@ -1575,19 +1602,33 @@ mod properties {
             o in arb_order(),
             patches in proptest::collection::vec(arb_filed_campaign(), 0..8),
             usage in proptest::collection::vec(arb_usage(), 8),
+            (store, segments, other_segments) in
+                (proptest::option::of(0..STORES.len()), names(&SEGMENTS), names(&SEGMENTS)),
             base in 0u32..2_000,
             redeemed in 0u32..=10_000,
             other_redeemed in 0u32..=10_000,
         ) {
-            let w = world(&patches, &usage, base, redeemed, &o);
+            let mut o = o;
+            let mut w = world(&patches, &usage, base, redeemed, &o);
+            at_store_for_segments(&mut o, &mut w, store, &segments);
             let prepared = prepare(&o, &w.ctx());
             prop_assert_eq!(prepared.evaluate(&w.ctx()), w.eval(&o));
             prop_assert_eq!(prepared.capped_candidates(&w.ctx()), capped_candidates(&o, &w.ctx()));
             prop_assert_eq!(prepared.holdout_candidates(&w.ctx()), holdout_candidates(&o, &w.ctx()));
+            // Contexts it was not prepared for, with the same set: another redeemed amount,
+            // other segments; and another set.
             let other = world(&patches, &usage, base, other_redeemed, &o);
-            prop_assert_eq!(prepared.evaluate(&other.ctx()), other.eval(&o));
+            let mut ctx = w.ctx();
+            ctx.redeemed_minor = other.redeemed_minor;
+            prop_assert_eq!(prepared.evaluate(&ctx), evaluate(&o, &ctx));
+            let regrouped: Vec<Segment> =
+                other_segments.iter().map(|s| Segment::parse(*s).unwrap()).collect();
+            let mut ctx = w.ctx();
+            ctx.customer.segments = &regrouped;
+            prop_assert_eq!(prepared.evaluate(&ctx), evaluate(&o, &ctx));
             let mut fewer = world(&patches[..patches.len() / 2], &usage, base, redeemed, &o);
             fewer.redeemed_minor = w.redeemed_minor;
+            fewer.segments = w.segments.clone();
             prop_assert_eq!(prepared.evaluate(&fewer.ctx()), fewer.eval(&o));
         }
 
@@ -1600,11 +1641,14 @@ mod properties {
             patches in proptest::collection::vec(arb_filed_campaign(), 0..10),
             usage in proptest::collection::vec(arb_usage(), 10),
             held_out in proptest::collection::vec(any::<bool>(), 10),
+            (store, segments) in (proptest::option::of(0..STORES.len()), names(&SEGMENTS)),
             base in 0u32..2_000,
             redeemed in 0u32..=10_000,
         ) {
             use super::super::eval::visiting_every_campaign as every;
+            let mut o = o;
             let mut w = world(&patches, &usage, base, redeemed, &o);
+            at_store_for_segments(&mut o, &mut w, store, &segments);
             w.held_out = w
                 .set
                 .versions()
