@@ -186,7 +186,8 @@ pub struct BenchCampaignsArgs {
     #[arg(long)]
     pub dir: Option<PathBuf>,
     /// Which 100 campaigns: `stacked` (8 of them pay on every bench order, beside the base
-    /// rate) or `targeted` (each aimed at a narrow slice: about 1.3 pay on an order beside the base rate).
+    /// rate) or `targeted` (each aimed at a narrow slice: about 1.3 pay on an order, beside
+    /// the base rate).
     #[arg(long, value_enum, default_value_t = Mix::Stacked)]
     pub mix: Mix,
     /// Rounds of the two ingestion runs, alternated (base rate only, then with campaigns),

@@ -268,15 +268,16 @@ fn evaluate_prepared(prep: &Prep<'_>, ctx: &EvalContext<'_>) -> Evaluation {
 /// An order prepared once (its lines' amounts and names, its instant in the zone, the
 /// campaigns it reaches) for the calls an engine makes on it in turn: the holdout and capped
 /// candidates, then the evaluation once usage is read. Each call gives exactly what the
-/// free function of the same name gives; a context whose campaigns, instant, zone or
-/// redeemed amount differ from the one it was prepared with is prepared again.
+/// free function of the same name gives; a context whose campaigns, instant, zone,
+/// redeemed amount or customer segments differ from the one it was prepared with is
+/// prepared again.
 pub struct Prepared<'o> {
     prep: Prep<'o>,
     made_for: PreparedFor,
 }
 
 /// What a preparation depends on besides the order.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 struct PreparedFor {
     /// [`CampaignSet`]'s stamp: the same set (or a clone of it).
     campaigns: u64,

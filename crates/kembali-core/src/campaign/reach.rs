@@ -11,9 +11,9 @@
 //!
 //! A fixed reward is the one reward that says something with no line to earn on (it is
 //! capped at the eligible amount, zero, and a held-out customer is still told of it), so a
-//! fixed reward with no minimum order value is filed by channel at most.
+//! fixed reward with no minimum order value is never filed under a line filter.
 
-use super::rules::{CampaignVersion, CompiledLines, Reward};
+use super::rules::{symbol, CampaignVersion, CompiledLines, Reward};
 use crate::ids::{Channel, Segment, StoreId};
 use crate::limits::MAX_CAMPAIGNS_PER_EVALUATION;
 
@@ -117,7 +117,7 @@ pub(crate) struct ReachIndex {
     segments: Postings,
 }
 
-/// Which line filter a campaign is filed under.
+/// The condition a campaign is filed under.
 enum Filed<'a> {
     Categories(&'a [u32]),
     Skus(&'a [u32]),
@@ -226,11 +226,6 @@ impl ReachIndex {
         }
         mask
     }
-}
-
-/// The symbol of `name` in `table` (sorted); one past every symbol when it is not there.
-fn symbol<T: Ord>(table: &[T], name: &T) -> u32 {
-    table.binary_search(name).map_or(u32::MAX, |i| i as u32)
 }
 
 /// The names `filed` lists, as a sorted table, and the campaigns filed under each.

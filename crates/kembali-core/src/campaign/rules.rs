@@ -441,7 +441,7 @@ pub(crate) struct Symbols {
 /// A line's names as symbols; [`NO_SYMBOL`] when no campaign names it.
 pub(crate) const NO_SYMBOL: u32 = u32::MAX;
 
-fn symbol<T: Ord>(table: &[T], name: &T) -> u32 {
+pub(crate) fn symbol<T: Ord>(table: &[T], name: &T) -> u32 {
     table.binary_search(name).map_or(NO_SYMBOL, |i| i as u32)
 }
 
