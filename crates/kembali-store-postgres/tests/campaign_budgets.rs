@@ -3,14 +3,12 @@
 
 use futures::future::join_all;
 use kembali_app::model::Caller;
-use kembali_app::store::{
-    job, CampaignAction, CampaignStatus, CampaignVersionRecord, OrderKey, Store,
-};
+use kembali_app::store::{job, CampaignAction, CampaignStatus, OrderKey, Store};
 use kembali_app::Engine;
 use kembali_core::ids::{CampaignId, Channel, OrderId};
 use kembali_store_postgres::testing::TestDatabase;
 use kembali_store_postgres::{PgConfig, PgStore};
-use kembali_store_tests::harness::{order_request, Harness};
+use kembali_store_tests::harness::{campaign_version, order_request, Harness};
 use std::sync::Arc;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -21,23 +19,14 @@ async fn concurrent_orders_on_two_replicas_spend_a_budget_exactly() {
     let other = Engine::new(Arc::new(replica().await.expect("connect")), h.clock.clone());
 
     // 10 % on every order, with a budget of 100,00: ten orders of 100,00 exhaust it.
-    let promo = CampaignVersionRecord {
-        campaign_id: CampaignId::parse("promo").unwrap(),
-        version: 1,
-        status: CampaignStatus::Active,
-        action: CampaignAction::Create,
-        definition: serde_json::from_value(serde_json::json!({
-            "name": "Promo",
-            "window": {"starts_on": "2026-01-01", "ends_on": "2026-12-31"},
-            "reward": {"kind": "percent", "rate_bp": 1000},
-            "caps": {"budget_minor": 10_000},
-            "stacking": {"mode": "stackable"}
-        }))
-        .unwrap(),
-        changes: vec![],
-        actor: "key-admin".into(),
-        at: h.clock_now(),
-    };
+    let promo = campaign_version(
+        "promo",
+        1,
+        CampaignAction::Create,
+        CampaignStatus::Active,
+        Some(10_000),
+        h.clock_now(),
+    );
     h.engine
         .store()
         .write(job(move |tx| {

@@ -31,7 +31,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, Semaphore};
 
-pub use tx::SqliteTx;
+pub use tx::{BudgetsRead, SqliteTx};
 
 /// Jobs per group commit. Bounds the work lost to one failing COMMIT and the time the
 /// first job of a batch waits for the last.
@@ -201,12 +201,14 @@ fn run_batch(conn: &mut Connection, batch: &mut Vec<ErasedJob>) {
         return;
     }
     let mut done = Vec::with_capacity(batch.len());
+    // Budgets read by this transaction's jobs: only this transaction can write meanwhile.
+    let mut budgets = BudgetsRead::default();
     for job in batch.drain(..) {
         if let Err(e) = run_cached(conn, "SAVEPOINT job") {
             tracing::error!(error = %e, "cannot open a savepoint");
             continue;
         }
-        let mut tx = SqliteTx::new(conn);
+        let mut tx = SqliteTx::writing(conn, &mut budgets);
         let outcome = AssertUnwindSafe(job(&mut tx)).catch_unwind();
         let completion = futures::executor::block_on(outcome);
         let ok = matches!(&completion, Ok(c) if c.ok);
@@ -215,6 +217,10 @@ fn run_batch(conn: &mut Connection, batch: &mut Vec<ErasedJob>) {
         } else {
             run_cached(conn, "ROLLBACK TO job").and_then(|_| run_cached(conn, "RELEASE job"))
         };
+        if !ok || end.is_err() {
+            // The job's debits were undone (or its savepoint is in doubt): read budgets anew.
+            budgets.clear();
+        }
         if let Err(e) = end {
             tracing::error!(error = %e, "cannot end a savepoint");
         }

@@ -42,16 +42,43 @@ pub struct SqliteTx<'c> {
     /// times, and nobody removes a customer, so each is inserted once (bounded: cleared
     /// when full, it then only costs some repeated inserts).
     imported_customers: std::collections::HashSet<String>,
+    /// The writer's: what the budgets its transaction read have spent.
+    budgets: Option<&'c mut BudgetsRead>,
 }
 
 /// The most customer ids an import remembers at once (a few tens of MB).
 const IMPORTED_CUSTOMERS_REMEMBERED: usize = 262_144;
+
+/// What each budget a write transaction has read has spent, so the orders of one group
+/// commit that draw on the same budget read its row once. It holds only while nothing else
+/// can write: the writer makes one per transaction (which holds the database's write lock
+/// from `BEGIN IMMEDIATE`), every debit keeps it equal to the row, and it is emptied when a
+/// job rolls back. A debit is still the guarded `UPDATE`, so even a wrong entry could only
+/// refuse a debit, never overspend a budget.
+#[derive(Debug, Default)]
+pub struct BudgetsRead(std::collections::HashMap<CampaignId, i64>);
+
+impl BudgetsRead {
+    /// Forgets every budget (a job's writes were rolled back).
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
+}
 
 impl<'c> SqliteTx<'c> {
     pub fn new(conn: &'c mut Connection) -> Self {
         SqliteTx {
             conn,
             imported_customers: std::collections::HashSet::new(),
+            budgets: None,
+        }
+    }
+
+    /// The writer's transaction, with what its earlier jobs read of budgets.
+    pub fn writing(conn: &'c mut Connection, budgets: &'c mut BudgetsRead) -> Self {
+        SqliteTx {
+            budgets: Some(budgets),
+            ..SqliteTx::new(conn)
         }
     }
 
@@ -1246,6 +1273,10 @@ impl Tx for SqliteTx<'_> {
     }
 
     async fn put_campaign_version(&mut self, v: &CampaignVersionRecord) -> R<()> {
+        // Only debits move what a budget spent; forgetting it here costs one read at most.
+        if let Some(b) = self.budgets.as_mut() {
+            b.0.remove(&v.campaign_id);
+        }
         let definition = json(&v.definition)?;
         let changes = json(&v.changes)?;
         self.conn
@@ -1292,17 +1323,21 @@ impl Tx for SqliteTx<'_> {
 
     async fn lock_budgets(&mut self, ids: &[CampaignId]) -> R<Vec<(CampaignId, i64)>> {
         // One writer: the transaction already excludes every other order.
-        let mut st = self
-            .conn
-            .prepare_cached("SELECT budget_spent FROM campaigns WHERE id = ?1")
-            .map_err(db_err)?;
         let mut out = Vec::with_capacity(ids.len());
         for cid in ids {
-            let spent: Option<i64> = st
-                .query_row([cid.as_str()], |r| r.get(0))
-                .optional()
+            if let Some(spent) = self.budgets.as_ref().and_then(|b| b.0.get(cid)) {
+                out.push((cid.clone(), *spent));
+                continue;
+            }
+            let spent: Option<i64> = self
+                .conn
+                .prepare_cached("SELECT budget_spent FROM campaigns WHERE id = ?1")
+                .and_then(|mut st| st.query_row([cid.as_str()], |r| r.get(0)).optional())
                 .map_err(db_err)?;
             if let Some(spent) = spent {
+                if let Some(b) = self.budgets.as_mut() {
+                    b.0.insert(cid.clone(), spent);
+                }
                 out.push((cid.clone(), spent));
             }
         }
@@ -1319,6 +1354,9 @@ impl Tx for SqliteTx<'_> {
             .and_then(|mut st| st.execute(params![cid.as_str(), amount_minor]))
             .map_err(db_err)?;
         if n == 1 {
+            if let Some(spent) = self.budgets.as_mut().and_then(|b| b.0.get_mut(cid)) {
+                *spent += amount_minor;
+            }
             Ok(())
         } else {
             Err(corrupt(format!(

@@ -91,3 +91,69 @@ async fn a_panicking_job_is_rolled_back_and_the_writer_keeps_going() {
         .unwrap();
     assert_eq!(ids, vec![CustomerId::parse("real").unwrap()]);
 }
+
+/// The orders of one group commit read a budget's row once and then what their debits left
+/// (see `BudgetsRead`). A job that fails after its debit must not leave it behind: every job
+/// that commits saw exactly what the jobs committed before it spent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debits_rolled_back_with_their_job_are_not_seen_by_the_next_jobs() {
+    use kembali_app::store::{CampaignAction, CampaignStatus};
+    use kembali_core::ids::CampaignId;
+    use kembali_store_tests::harness::campaign_version;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("k.db")).unwrap());
+    let bf = CampaignId::parse("bf").unwrap();
+    let version = campaign_version(
+        "bf",
+        1,
+        CampaignAction::Create,
+        CampaignStatus::Active,
+        Some(1_000_000),
+        Utc::now(),
+    );
+    store
+        .write(job(move |tx| {
+            Box::pin(async move { Ok(tx.put_campaign_version(&version).await?) })
+        }))
+        .await
+        .unwrap();
+    // 200 jobs in flight at once land in a few batches; each reads the budget and debits
+    // 10, and every third then fails.
+    let jobs = (0..200).map(|i| {
+        let (store, bf) = (store.clone(), bf.clone());
+        tokio::spawn(async move {
+            store
+                .write(job(move |tx| {
+                    Box::pin(async move {
+                        let seen = tx.lock_budgets(std::slice::from_ref(&bf)).await?[0].1;
+                        tx.spend_budget(&bf, 10).await?;
+                        let again = tx.lock_budgets(std::slice::from_ref(&bf)).await?[0].1;
+                        assert_eq!(again, seen + 10, "a job reads its own debit");
+                        if i % 3 == 0 {
+                            return Err(AppError::conflict(
+                                "test_failure",
+                                "fails after its debit",
+                            ));
+                        }
+                        Ok(seen)
+                    })
+                }))
+                .await
+        })
+    });
+    let mut seen: Vec<i64> = futures::future::join_all(jobs)
+        .await
+        .into_iter()
+        .filter_map(|r| r.unwrap().ok())
+        .collect();
+    seen.sort_unstable();
+    let committed = 200 - 67;
+    assert_eq!(seen, (0..committed).map(|k| 10 * k).collect::<Vec<_>>());
+    let spent = store
+        .read(job(move |tx| {
+            Box::pin(async move { Ok(tx.campaign(&bf, false).await?.unwrap().budget_spent_minor) })
+        }))
+        .await
+        .unwrap();
+    assert_eq!(spent, 10 * committed);
+}

@@ -1,17 +1,17 @@
 //! The conformance cases. Each takes a fresh store and must pass on every adapter.
 
-use crate::harness::{cid, day_zero, order_request, Harness};
+use crate::harness::{campaign_version, cid, day_zero, order_request, Harness};
 use chrono::{DateTime, Duration, Utc};
 use expect_test::expect;
 use kembali_app::error::StoreError;
 use kembali_app::model::{Caller, ProgramRequest};
 use kembali_app::store::{
-    job, CampaignAction, CampaignStatus, CampaignVersionRecord, HistoricalOrder, HistoryCursor,
-    OrderKey, Store, UsagePeriod, UsageRow,
+    job, CampaignAction, CampaignStatus, HistoricalOrder, HistoryCursor, OrderKey, Store,
+    UsagePeriod, UsageRow,
 };
 use kembali_app::AppError;
 use kembali_core::analytics::experiment::Arm;
-use kembali_core::campaign::{CampaignOutcome, RawCampaign};
+use kembali_core::campaign::CampaignOutcome;
 use kembali_core::ids::{CampaignId, Category, Channel, OrderId};
 use kembali_core::program::ClawbackPolicy;
 
@@ -712,39 +712,6 @@ pub async fn a_backtest_of_the_live_campaigns_pays_what_they_paid<S: Store>(stor
     assert_eq!(other.orders_affected, 90 - held_out_orders as u64);
     assert!(other.peak_unexpired.simulated_minor > other.peak_unexpired.actual_minor);
     assert_eq!(h.engine.totals().await.unwrap(), totals_before);
-}
-
-fn campaign_version(
-    campaign: &str,
-    version: u32,
-    action: CampaignAction,
-    status: CampaignStatus,
-    budget_minor: Option<i64>,
-    at: DateTime<Utc>,
-) -> CampaignVersionRecord {
-    // 10 % on every order of 2026, stacked on the base rate.
-    let definition: RawCampaign = serde_json::from_value(serde_json::json!({
-        "name": format!("Promo {campaign}"),
-        "window": {"starts_on": "2026-01-01", "ends_on": "2026-12-31"},
-        "reward": {"kind": "percent", "rate_bp": 1000},
-        "caps": {"budget_minor": budget_minor},
-        "stacking": {"mode": "stackable"}
-    }))
-    .expect("a campaign definition");
-    CampaignVersionRecord {
-        campaign_id: CampaignId::parse(campaign).unwrap(),
-        version,
-        status,
-        action,
-        definition,
-        changes: if version == 1 {
-            vec![]
-        } else {
-            vec!["/caps/budget_minor".into()]
-        },
-        actor: "key-admin".into(),
-        at,
-    }
 }
 
 fn camp(s: &str) -> CampaignId {

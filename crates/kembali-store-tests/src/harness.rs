@@ -5,7 +5,10 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use kembali_app::clock::TestClock;
 use kembali_app::model::*;
 use kembali_app::store::Store;
+use kembali_app::store::{CampaignAction, CampaignStatus, CampaignVersionRecord};
 use kembali_app::{AppResult, Engine};
+use kembali_core::campaign::RawCampaign;
+use kembali_core::ids::CampaignId;
 use kembali_core::ids::{Channel, CustomerId, OrderId, RedemptionId};
 use std::sync::Arc;
 
@@ -235,5 +238,40 @@ pub fn order_request(
             .collect(),
         redemption_id: redemption.map(Into::into),
         partner_id: None,
+    }
+}
+
+/// Version `version` of `campaign`: 10 % on every order of 2026, stacked on the base rate,
+/// with `budget_minor` as its budget.
+pub fn campaign_version(
+    campaign: &str,
+    version: u32,
+    action: CampaignAction,
+    status: CampaignStatus,
+    budget_minor: Option<i64>,
+    at: DateTime<Utc>,
+) -> CampaignVersionRecord {
+    // 10 % on every order of 2026, stacked on the base rate.
+    let definition: RawCampaign = serde_json::from_value(serde_json::json!({
+        "name": format!("Promo {campaign}"),
+        "window": {"starts_on": "2026-01-01", "ends_on": "2026-12-31"},
+        "reward": {"kind": "percent", "rate_bp": 1000},
+        "caps": {"budget_minor": budget_minor},
+        "stacking": {"mode": "stackable"}
+    }))
+    .expect("a campaign definition");
+    CampaignVersionRecord {
+        campaign_id: CampaignId::parse(campaign).unwrap(),
+        version,
+        status,
+        action,
+        definition,
+        changes: if version == 1 {
+            vec![]
+        } else {
+            vec!["/caps/budget_minor".into()]
+        },
+        actor: "key-admin".into(),
+        at,
     }
 }
