@@ -9,8 +9,8 @@
 
 use super::reach::Mask;
 use super::rules::{
-    Birthday, CampaignSet, CampaignVersion, Caps, Excluded, Funding, LineSymbols, Reward,
-    StackingMode, BASE_RATE_ID,
+    channel_bit, Birthday, CampaignSet, CampaignVersion, Caps, Excluded, Funding, LineSymbols,
+    Reward, StackingMode, BASE_RATE_ID,
 };
 use super::time::{days_from_birthday, Moment};
 use crate::cashback::{Breakdown, LineCashback, RuleApplied};
@@ -482,6 +482,9 @@ fn note_held_out(
 /// experiment's population is the customers its campaign reaches. Like matching, this never
 /// depends on usage or on [`CustomerFacts::held_out`].
 pub fn holdout_candidates(order: &Order, ctx: &EvalContext<'_>) -> Vec<CampaignId> {
+    if !ctx.campaigns.has_holdouts() {
+        return Vec::new();
+    }
     prepare(order, ctx).holdout_candidates(ctx)
 }
 
@@ -513,6 +516,9 @@ pub struct CappedCandidate {
 /// evaluation debits is always listed. Like matching, this never depends on usage or on
 /// [`CustomerFacts::held_out`].
 pub fn capped_candidates(order: &Order, ctx: &EvalContext<'_>) -> Vec<CappedCandidate> {
+    if !ctx.campaigns.needs_usage() {
+        return Vec::new();
+    }
     prepare(order, ctx).capped_candidates(ctx)
 }
 
@@ -702,7 +708,7 @@ fn order_matches(v: &CampaignVersion, prep: &Prep<'_>, ctx: &EvalContext<'_>) ->
     }
     let k = &r.conditions;
     let order = prep.order;
-    if k.channels != 0 && k.channels & (1 << order.channel as u8) == 0 {
+    if k.channels != 0 && k.channels & channel_bit(order.channel) == 0 {
         return false;
     }
     if !k.stores.is_empty()

@@ -13,7 +13,7 @@
 //! capped at the eligible amount, zero, and a held-out customer is still told of it), so a
 //! fixed reward with no minimum order value is never filed under a line filter.
 
-use super::rules::{symbol, CampaignVersion, CompiledLines, Reward};
+use super::rules::{channel_bit, channel_index, symbol, CampaignVersion, CompiledLines, Reward};
 use crate::ids::{Channel, Segment, StoreId};
 use crate::limits::MAX_CAMPAIGNS_PER_EVALUATION;
 
@@ -176,10 +176,11 @@ impl ReachIndex {
                 Filed::Stores(names) => by_store.push((c, names)),
                 Filed::Segments(names) => by_segment.push((c, names)),
                 Filed::Channels(bits) => {
-                    for (i, m) in index.channels.iter_mut().enumerate() {
-                        if bits & (1 << i) != 0 {
-                            m.insert(c);
-                        }
+                    for ch in Channel::ALL
+                        .into_iter()
+                        .filter(|ch| bits & channel_bit(*ch) != 0)
+                    {
+                        index.channels[channel_index(ch)].insert(c);
                     }
                 }
                 Filed::Always => index.always.insert(c),
@@ -204,11 +205,7 @@ impl ReachIndex {
     ) -> Mask {
         let (channel, store) = order;
         let mut mask = self.always;
-        let ch = Channel::ALL
-            .iter()
-            .position(|c| *c == channel)
-            .expect("every channel is in ALL");
-        mask.union(&self.channels[ch]);
+        mask.union(&self.channels[channel_index(channel)]);
         if let Some(store) = store.filter(|_| !self.store_names.is_empty()) {
             self.stores.add(symbol(&self.store_names, store), &mut mask);
         }

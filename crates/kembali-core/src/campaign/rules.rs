@@ -178,12 +178,22 @@ pub struct Conditions {
     pub(crate) exclude: Exclusions,
 }
 
+/// `c`'s position in `Channel::ALL` (its discriminant, checked below): the bit of
+/// [`Conditions::channels`] and the slot of the reach index that stand for it.
+pub(crate) fn channel_index(c: Channel) -> usize {
+    c as usize
+}
+
+const _: () = {
+    let mut i = 0;
+    while i < Channel::ALL.len() {
+        assert!(Channel::ALL[i] as usize == i);
+        i += 1;
+    }
+};
+
 pub(crate) fn channel_bit(c: Channel) -> u8 {
-    let i = Channel::ALL
-        .iter()
-        .position(|x| *x == c)
-        .expect("every channel is in ALL");
-    1 << i
+    1 << channel_index(c)
 }
 
 /// One tier: from this eligible order value (inclusive) on, this rate.
