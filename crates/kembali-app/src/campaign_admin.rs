@@ -3,7 +3,7 @@
 //! active campaigns and drafts without changing anything.
 
 use crate::campaigns::{
-    active_set, eval_instant, evaluate_with, usage_for, zone, History, OrderInput,
+    active_set, eval_instant, evaluate_with, usage_for, usage_keys, zone, History, OrderInput,
 };
 use crate::error::{AppError, AppResult, FieldProblem};
 use crate::model::{
@@ -486,8 +486,8 @@ pub async fn preview(tx: &mut dyn Tx, ctx: &Ctx, req: PreviewRequest) -> AppResu
     }
     let starts = kembali_core::campaign::period_starts(at, zone);
     let rows = if known.is_some() {
-        tx.campaign_usage(&order.customer_id, starts.day, starts.week, starts.month)
-            .await?
+        let keys = usage_keys(set.versions().iter(), &starts);
+        tx.campaign_usage(&order.customer_id, &keys).await?
     } else {
         Vec::new()
     };

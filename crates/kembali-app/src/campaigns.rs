@@ -19,7 +19,8 @@
 use crate::error::{AppResult, StoreError};
 use crate::experiments::campaign_holdouts;
 use crate::store::{
-    CampaignRecord, CampaignStatus, CustomerRecord, LotCampaign, Tx, UsagePeriod, UsageRow,
+    CampaignRecord, CampaignStatus, CustomerRecord, LotCampaign, Tx, UsageKey, UsagePeriod,
+    UsageRow,
 };
 use crate::wallet::Ctx;
 use chrono::{DateTime, Duration, Utc};
@@ -186,19 +187,40 @@ pub fn capped_periods(
     .map(|(_, period, start)| (period, start))
 }
 
-/// What the outcomes add to the customer's counters: one row per capped period of every
-/// campaign that paid.
-pub fn usage_deltas(
+/// The usage counters the per-customer caps of `versions` count in, for an order whose
+/// periods start at `starts`.
+pub fn usage_keys<'a>(
+    versions: impl Iterator<Item = &'a CampaignVersion>,
+    starts: &PeriodStarts,
+) -> Vec<UsageKey> {
+    let mut keys = Vec::new();
+    for v in versions {
+        for (period, start) in capped_periods(v.rules.caps(), starts) {
+            keys.push(UsageKey {
+                campaign_id: v.id.clone(),
+                period,
+                start,
+            });
+        }
+    }
+    keys
+}
+
+/// What the outcomes that paid leave behind: on the customer's counters, one row per capped
+/// period of each campaign with per-customer caps; on budgets, one debit per budgeted
+/// campaign.
+pub fn recorded(
     set: &CampaignSet,
     outcomes: &[CampaignOutcome],
     starts: &PeriodStarts,
-) -> Vec<UsageRow> {
-    let mut rows = Vec::new();
+) -> (Vec<UsageRow>, Vec<(CampaignId, i64)>) {
+    let (mut rows, mut debits) = (Vec::new(), Vec::new());
     for o in outcomes.iter().filter(|o| o.amount_minor > 0) {
         let Some(v) = set.version(&o.campaign_id) else {
             continue;
         };
-        for (period, start) in capped_periods(v.rules.caps(), starts) {
+        let caps = v.rules.caps();
+        for (period, start) in capped_periods(caps, starts) {
             rows.push(UsageRow {
                 campaign_id: o.campaign_id.clone(),
                 period,
@@ -206,21 +228,11 @@ pub fn usage_deltas(
                 amount_minor: o.amount_minor,
             });
         }
+        if caps.budget_minor.is_some() {
+            debits.push((o.campaign_id.clone(), o.amount_minor));
+        }
     }
-    rows
-}
-
-/// The budgets the outcomes debit.
-pub fn budget_debits(set: &CampaignSet, outcomes: &[CampaignOutcome]) -> Vec<(CampaignId, i64)> {
-    outcomes
-        .iter()
-        .filter(|o| o.amount_minor > 0)
-        .filter(|o| {
-            set.version(&o.campaign_id)
-                .is_some_and(|v| v.rules.caps().budget_minor.is_some())
-        })
-        .map(|o| (o.campaign_id.clone(), o.amount_minor))
-        .collect()
+    (rows, debits)
 }
 
 /// The campaign versions of a lot: every outcome that paid.
@@ -367,25 +379,22 @@ pub async fn earn(
         } else {
             tx.lock_budgets(&ids).await?
         };
-        let per_customer = candidates
-            .iter()
-            .any(|c| versions[c.index].rules.caps().per_customer());
-        let rows = if per_customer {
-            tx.campaign_usage(cid, starts.day, starts.week, starts.month)
-                .await?
-        } else {
+        let keys = usage_keys(candidates.iter().map(|c| &versions[c.index]), &starts);
+        let rows = if keys.is_empty() {
             Vec::new()
+        } else {
+            tx.campaign_usage(cid, &keys).await?
         };
         let reached = candidates.iter().map(|c| &versions[c.index].id);
         history.usage = usage_of(reached, &rows, &budgets);
     }
     let evaluation = prepared.evaluate(&eval_context(ctx, zone, set, input, &history));
     if !candidates.is_empty() {
-        let rows = usage_deltas(set, &evaluation.campaigns, &starts);
+        let (rows, debits) = recorded(set, &evaluation.campaigns, &starts);
         if !rows.is_empty() {
             tx.add_campaign_usage(cid, &rows).await?;
         }
-        for (campaign, amount) in budget_debits(set, &evaluation.campaigns) {
+        for (campaign, amount) in debits {
             tx.spend_budget(&campaign, amount).await?;
         }
     }

@@ -431,27 +431,18 @@ impl Tx for State {
     async fn campaign_usage(
         &mut self,
         customer: &CustomerId,
-        day: DateTime<Utc>,
-        week: DateTime<Utc>,
-        month: DateTime<Utc>,
+        keys: &[UsageKey],
     ) -> StoreResult<Vec<UsageRow>> {
-        Ok(self
-            .usage
+        Ok(keys
             .iter()
-            .filter(|((c, _, period, start), _)| {
-                c == customer
-                    && match period {
-                        UsagePeriod::Day => *start == day,
-                        UsagePeriod::Week => *start == week,
-                        UsagePeriod::Month => *start == month,
-                        UsagePeriod::Campaign => true,
-                    }
-            })
-            .map(|((_, campaign, period, start), amount)| UsageRow {
-                campaign_id: campaign.clone(),
-                period: *period,
-                start: *start,
-                amount_minor: *amount,
+            .filter_map(|k| {
+                let key = (customer.clone(), k.campaign_id.clone(), k.period, k.start);
+                self.usage.get(&key).map(|amount| UsageRow {
+                    campaign_id: k.campaign_id.clone(),
+                    period: k.period,
+                    start: k.start,
+                    amount_minor: *amount,
+                })
             })
             .collect())
     }

@@ -1221,24 +1221,24 @@ impl Tx for PgTx<'_> {
         }
     }
 
-    async fn campaign_usage(
-        &mut self,
-        cid: &CustomerId,
-        day: DateTime<Utc>,
-        week: DateTime<Utc>,
-        month: DateTime<Utc>,
-    ) -> R<Vec<UsageRow>> {
+    async fn campaign_usage(&mut self, cid: &CustomerId, keys: &[UsageKey]) -> R<Vec<UsageRow>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let campaigns: Vec<&str> = keys.iter().map(|k| k.campaign_id.as_str()).collect();
+        let periods: Vec<&str> = keys.iter().map(|k| k.period.as_str()).collect();
+        let starts: Vec<DateTime<Utc>> = keys.iter().map(|k| k.start).collect();
         let rows: Vec<(String, String, DateTime<Utc>, i64)> = sqlx::query_as(
-            "SELECT campaign_id, period, period_start, amount FROM campaign_usage
-             WHERE customer_id = $1 AND ((period = 'day' AND period_start = $2)
-                 OR (period = 'week' AND period_start = $3) OR (period = 'month' AND period_start = $4)
-                 OR period = 'campaign')
-             ORDER BY campaign_id COLLATE \"C\", period, period_start",
+            "SELECT u.campaign_id, u.period, u.period_start, u.amount
+             FROM UNNEST($2::text[], $3::text[], $4::timestamptz[]) AS k(campaign_id, period, period_start)
+             JOIN campaign_usage u ON u.customer_id = $1 AND u.campaign_id = k.campaign_id
+                 AND u.period = k.period AND u.period_start = k.period_start
+             ORDER BY u.campaign_id COLLATE \"C\", u.period, u.period_start",
         )
         .bind(cid.as_str())
-        .bind(day)
-        .bind(week)
-        .bind(month)
+        .bind(campaigns)
+        .bind(periods)
+        .bind(starts)
         .fetch_all(&mut *self.conn)
         .await
         .map_err(db_err)?;

@@ -15,6 +15,7 @@
 //! whereas sqlx's SQLite driver sends every statement to its own worker thread and back.
 //! `rusqlite::Error` never leaves this crate: it becomes a [`StoreError`].
 
+mod budgets;
 mod migrate;
 mod tx;
 
@@ -31,7 +32,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, Semaphore};
 
-pub use tx::{BudgetsRead, SqliteTx};
+pub use budgets::PendingBudgets;
+pub use tx::SqliteTx;
 
 /// Jobs per group commit. Bounds the work lost to one failing COMMIT and the time the
 /// first job of a batch waits for the last.
@@ -201,8 +203,10 @@ fn run_batch(conn: &mut Connection, batch: &mut Vec<ErasedJob>) {
         return;
     }
     let mut done = Vec::with_capacity(batch.len());
-    // Budgets read by this transaction's jobs: only this transaction can write meanwhile.
-    let mut budgets = BudgetsRead::default();
+    // Budget debits of this transaction's jobs, written just before it commits.
+    let mut budgets = PendingBudgets::default();
+    // A savepoint that could not be ended leaves the transaction in doubt: it is rolled back.
+    let mut in_doubt = None;
     for job in batch.drain(..) {
         if let Err(e) = run_cached(conn, "SAVEPOINT job") {
             tracing::error!(error = %e, "cannot open a savepoint");
@@ -217,12 +221,10 @@ fn run_batch(conn: &mut Connection, batch: &mut Vec<ErasedJob>) {
         } else {
             run_cached(conn, "ROLLBACK TO job").and_then(|_| run_cached(conn, "RELEASE job"))
         };
-        if !ok || end.is_err() {
-            // The job's debits were undone (or its savepoint is in doubt): read budgets anew.
-            budgets.clear();
-        }
+        budgets.job_ended(ok && end.is_ok());
         if let Err(e) = end {
             tracing::error!(error = %e, "cannot end a savepoint");
+            in_doubt.get_or_insert(db_err(e));
         }
         match completion {
             Ok(c) => done.push(c),
@@ -230,11 +232,18 @@ fn run_batch(conn: &mut Connection, batch: &mut Vec<ErasedJob>) {
             Err(_) => tracing::error!("a write job panicked; it was rolled back"),
         }
     }
-    let commit_error = conn.execute_batch("COMMIT").err().map(|e| {
-        let _ = conn.execute_batch("ROLLBACK");
-        tracing::error!(error = %e, "group commit failed");
-        db_err(e)
-    });
+    let ended = match in_doubt {
+        Some(e) => Err(e),
+        None => budgets.flush(conn),
+    };
+    let commit_error = ended
+        .and_then(|()| conn.execute_batch("COMMIT").map_err(db_err))
+        .err()
+        .map(|e| {
+            let _ = conn.execute_batch("ROLLBACK");
+            tracing::error!(error = %e, "group commit failed");
+            e
+        });
     for c in done {
         c.finish(&commit_error);
     }

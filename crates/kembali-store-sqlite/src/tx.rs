@@ -1,13 +1,13 @@
 //! The Tx port on one SQLite connection. Every method is one or a few cached statements;
 //! transactions and savepoints are managed by the caller (the writer loop or a reader).
 
+use crate::budgets::PendingBudgets;
 use crate::db_err;
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use kembali_app::error::StoreError;
 use kembali_app::store::decode::{
     assignment, campaign_action, campaign_status, channel, corrupt, from_json, id, json, order_key,
-    usage_row,
 };
 use kembali_app::store::metrics_sql;
 use kembali_app::store::*;
@@ -42,28 +42,12 @@ pub struct SqliteTx<'c> {
     /// times, and nobody removes a customer, so each is inserted once (bounded: cleared
     /// when full, it then only costs some repeated inserts).
     imported_customers: std::collections::HashSet<String>,
-    /// The writer's: what the budgets its transaction read have spent.
-    budgets: Option<&'c mut BudgetsRead>,
+    /// The writer's: its transaction's budget debits, not yet written ([`PendingBudgets`]).
+    budgets: Option<&'c mut PendingBudgets>,
 }
 
 /// The most customer ids an import remembers at once (a few tens of MB).
 const IMPORTED_CUSTOMERS_REMEMBERED: usize = 262_144;
-
-/// What each budget a write transaction has read has spent, so the orders of one group
-/// commit that draw on the same budget read its row once. It holds only while nothing else
-/// can write: the writer makes one per transaction (which holds the database's write lock
-/// from `BEGIN IMMEDIATE`), every debit keeps it equal to the row, and it is emptied when a
-/// job rolls back. A debit is still the guarded `UPDATE`, so even a wrong entry could only
-/// refuse a debit, never overspend a budget.
-#[derive(Debug, Default)]
-pub struct BudgetsRead(std::collections::HashMap<CampaignId, i64>);
-
-impl BudgetsRead {
-    /// Forgets every budget (a job's writes were rolled back).
-    pub fn clear(&mut self) {
-        self.0.clear();
-    }
-}
 
 impl<'c> SqliteTx<'c> {
     pub fn new(conn: &'c mut Connection) -> Self {
@@ -74,8 +58,8 @@ impl<'c> SqliteTx<'c> {
         }
     }
 
-    /// The writer's transaction, with what its earlier jobs read of budgets.
-    pub fn writing(conn: &'c mut Connection, budgets: &'c mut BudgetsRead) -> Self {
+    /// The writer's transaction, with its jobs' budget debits so far.
+    pub fn writing(conn: &'c mut Connection, budgets: &'c mut PendingBudgets) -> Self {
         SqliteTx {
             budgets: Some(budgets),
             ..SqliteTx::new(conn)
@@ -472,15 +456,21 @@ fn campaign_row(r: &Row<'_>) -> rusqlite::Result<(VersionRow, i64, i64)> {
     Ok((version_row(r)?, r.get(8)?, r.get(9)?))
 }
 
-fn campaign_from((v, created_at, spent): (VersionRow, i64, i64)) -> R<CampaignRecord> {
-    Ok(CampaignRecord {
-        current: version_from(v)?,
-        created_at: instant(created_at)?,
-        budget_spent_minor: spent,
-    })
-}
-
 impl SqliteTx<'_> {
+    /// A campaign from its row, with what this transaction debited and has not yet written.
+    fn campaign_from(&self, (v, created_at, spent): (VersionRow, i64, i64)) -> R<CampaignRecord> {
+        let current = version_from(v)?;
+        let pending = self
+            .budgets
+            .as_ref()
+            .map_or(0, |b| b.pending(&current.campaign_id));
+        Ok(CampaignRecord {
+            current,
+            created_at: instant(created_at)?,
+            budget_spent_minor: spent + pending,
+        })
+    }
+
     fn postings_of(&mut self, seq: i64) -> R<Vec<Posting>> {
         let mut st = self
             .conn
@@ -1243,14 +1233,15 @@ impl Tx for SqliteTx<'_> {
             .query_row([cid.as_str()], campaign_row)
             .optional()
             .map_err(db_err)?;
-        row.map(campaign_from).transpose()
+        row.map(|r| self.campaign_from(r)).transpose()
     }
 
     async fn campaigns(&mut self) -> R<Vec<CampaignRecord>> {
         let sql = format!("{CAMPAIGN_SELECT} ORDER BY c.id");
         let mut st = self.conn.prepare_cached(&sql).map_err(db_err)?;
         let rows = st.query_map([], campaign_row).map_err(db_err)?;
-        rows.map(|r| campaign_from(r.map_err(db_err)?)).collect()
+        rows.map(|r| self.campaign_from(r.map_err(db_err)?))
+            .collect()
     }
 
     async fn campaigns_revision(&mut self) -> R<i64> {
@@ -1273,9 +1264,9 @@ impl Tx for SqliteTx<'_> {
     }
 
     async fn put_campaign_version(&mut self, v: &CampaignVersionRecord) -> R<()> {
-        // Only debits move what a budget spent; forgetting it here costs one read at most.
+        // The version may change the budget's limit.
         if let Some(b) = self.budgets.as_mut() {
-            b.0.remove(&v.campaign_id);
+            b.forget_row(&v.campaign_id);
         }
         let definition = json(&v.definition)?;
         let changes = json(&v.changes)?;
@@ -1322,22 +1313,16 @@ impl Tx for SqliteTx<'_> {
     }
 
     async fn lock_budgets(&mut self, ids: &[CampaignId]) -> R<Vec<(CampaignId, i64)>> {
-        // One writer: the transaction already excludes every other order.
+        // One writer: the transaction already excludes every other order. A reader reads
+        // the rows as they are.
+        let mut rows_as_they_are = PendingBudgets::default();
+        let budgets = match self.budgets.as_deref_mut() {
+            Some(b) => b,
+            None => &mut rows_as_they_are,
+        };
         let mut out = Vec::with_capacity(ids.len());
         for cid in ids {
-            if let Some(spent) = self.budgets.as_ref().and_then(|b| b.0.get(cid)) {
-                out.push((cid.clone(), *spent));
-                continue;
-            }
-            let spent: Option<i64> = self
-                .conn
-                .prepare_cached("SELECT budget_spent FROM campaigns WHERE id = ?1")
-                .and_then(|mut st| st.query_row([cid.as_str()], |r| r.get(0)).optional())
-                .map_err(db_err)?;
-            if let Some(spent) = spent {
-                if let Some(b) = self.budgets.as_mut() {
-                    b.0.insert(cid.clone(), spent);
-                }
+            if let Some((spent, _)) = budgets.spent(self.conn, cid)? {
                 out.push((cid.clone(), spent));
             }
         }
@@ -1345,60 +1330,46 @@ impl Tx for SqliteTx<'_> {
     }
 
     async fn spend_budget(&mut self, cid: &CampaignId, amount_minor: i64) -> R<()> {
-        let n = self
-            .conn
-            .prepare_cached(
-                "UPDATE campaigns SET budget_spent = budget_spent + ?2
-                 WHERE id = ?1 AND budget IS NOT NULL AND budget_spent + ?2 <= budget",
-            )
-            .and_then(|mut st| st.execute(params![cid.as_str(), amount_minor]))
-            .map_err(db_err)?;
-        if n == 1 {
-            if let Some(spent) = self.budgets.as_mut().and_then(|b| b.0.get_mut(cid)) {
-                *spent += amount_minor;
-            }
-            Ok(())
-        } else {
-            Err(corrupt(format!(
-                "budget of campaign {cid} would be overspent"
-            )))
+        match self.budgets.as_mut() {
+            Some(b) => b.debit(self.conn, cid, amount_minor),
+            None => Err(StoreError::Unavailable(
+                "a budget is debited only in a write transaction".into(),
+            )),
         }
     }
 
-    async fn campaign_usage(
-        &mut self,
-        cid: &CustomerId,
-        day: DateTime<Utc>,
-        week: DateTime<Utc>,
-        month: DateTime<Utc>,
-    ) -> R<Vec<UsageRow>> {
+    async fn campaign_usage(&mut self, cid: &CustomerId, keys: &[UsageKey]) -> R<Vec<UsageRow>> {
         let mut st = self
             .conn
             .prepare_cached(
-                "SELECT campaign_id, period, period_start, amount FROM campaign_usage
-                 WHERE customer_id = ?1 AND ((period = 'day' AND period_start = ?2)
-                     OR (period = 'week' AND period_start = ?3) OR (period = 'month' AND period_start = ?4)
-                     OR period = 'campaign')",
+                "SELECT amount FROM campaign_usage WHERE customer_id = ?1 AND campaign_id = ?2
+                     AND period = ?3 AND period_start = ?4",
             )
             .map_err(db_err)?;
-        let rows = st
-            .query_map(
-                params![cid.as_str(), micros(day), micros(week), micros(month)],
-                |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, i64>(2)?,
-                        r.get::<_, i64>(3)?,
-                    ))
-                },
-            )
-            .map_err(db_err)?;
-        rows.map(|r| {
-            let (campaign, period, start, amount) = r.map_err(db_err)?;
-            usage_row(campaign, &period, instant(start)?, amount)
-        })
-        .collect()
+        let mut rows = Vec::with_capacity(keys.len());
+        for k in keys {
+            let amount: Option<i64> = st
+                .query_row(
+                    params![
+                        cid.as_str(),
+                        k.campaign_id.as_str(),
+                        k.period.as_str(),
+                        micros(k.start)
+                    ],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(db_err)?;
+            if let Some(amount_minor) = amount {
+                rows.push(UsageRow {
+                    campaign_id: k.campaign_id.clone(),
+                    period: k.period,
+                    start: k.start,
+                    amount_minor,
+                });
+            }
+        }
+        Ok(rows)
     }
 
     async fn add_campaign_usage(&mut self, cid: &CustomerId, rows: &[UsageRow]) -> R<()> {

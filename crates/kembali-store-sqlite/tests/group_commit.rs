@@ -92,9 +92,10 @@ async fn a_panicking_job_is_rolled_back_and_the_writer_keeps_going() {
     assert_eq!(ids, vec![CustomerId::parse("real").unwrap()]);
 }
 
-/// The orders of one group commit read a budget's row once and then what their debits left
-/// (see `BudgetsRead`). A job that fails after its debit must not leave it behind: every job
-/// that commits saw exactly what the jobs committed before it spent.
+/// The orders of one group commit see what the jobs before them debited, though the debits
+/// are written only when it commits (see `PendingBudgets`), through every read of the
+/// campaign's row. A job that fails after its debit must not leave it behind: every job that
+/// commits saw exactly what the jobs committed before it spent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn debits_rolled_back_with_their_job_are_not_seen_by_the_next_jobs() {
     use kembali_app::store::{CampaignAction, CampaignStatus};
@@ -129,6 +130,9 @@ async fn debits_rolled_back_with_their_job_are_not_seen_by_the_next_jobs() {
                         tx.spend_budget(&bf, 10).await?;
                         let again = tx.lock_budgets(std::slice::from_ref(&bf)).await?[0].1;
                         assert_eq!(again, seen + 10, "a job reads its own debit");
+                        let row = tx.campaign(&bf, true).await?.unwrap().budget_spent_minor;
+                        let listed = tx.campaigns().await?[0].budget_spent_minor;
+                        assert_eq!((row, listed), (again, again), "and so does its row");
                         if i % 3 == 0 {
                             return Err(AppError::conflict(
                                 "test_failure",

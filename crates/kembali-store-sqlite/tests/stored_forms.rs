@@ -76,15 +76,17 @@ async fn orders_lots_and_lines_in_the_object_form_read_as_they_were_answered() {
         campaign: Some(CampaignId::parse("books").unwrap()),
         ..Filter::default()
     };
-    let paid =
-        |s: kembali_core::analytics::metrics::Summary| (s.orders, s.cost.cashback_earned_minor);
-    let before = paid(
-        h.engine
+    // The campaign's report: its orders and what they earned.
+    let paid = async || {
+        let s = h
+            .engine
             .metrics_summary(only_books.clone())
             .await
             .unwrap()
-            .summary,
-    );
+            .summary;
+        (s.orders, s.cost.cashback_earned_minor)
+    };
+    let before = paid().await;
     assert_eq!(before, (1, 1_900));
 
     // One order, its lot and its two lines: every list now in the object form.
@@ -96,18 +98,12 @@ async fn orders_lots_and_lines_in_the_object_form_read_as_they_were_answered() {
         .unwrap();
     assert_eq!(replay, first);
     // The campaign's report finds its lot in the object form, and beside one in rows.
-    let after = paid(
-        h.engine
-            .metrics_summary(only_books.clone())
-            .await
-            .unwrap()
-            .summary,
-    );
+    let after = paid().await;
     assert_eq!(after, before);
     h.order(Channel::Web, None, "O2", "bia", &lines, None)
         .await
         .unwrap();
-    let both = paid(h.engine.metrics_summary(only_books).await.unwrap().summary);
+    let both = paid().await;
     assert_eq!(both, (2, 3_800));
     // Returning the old order claws back what its lines' rules say they earned.
     let back = h.cancel("O1").await.unwrap();

@@ -6,7 +6,7 @@ use expect_test::expect;
 use kembali_app::error::StoreError;
 use kembali_app::model::{Caller, ProgramRequest};
 use kembali_app::store::{
-    job, CampaignAction, CampaignStatus, HistoricalOrder, HistoryCursor, OrderKey, Store,
+    job, CampaignAction, CampaignStatus, HistoricalOrder, HistoryCursor, OrderKey, Store, UsageKey,
     UsagePeriod, UsageRow,
 };
 use kembali_app::AppError;
@@ -857,8 +857,8 @@ pub async fn campaigns_keep_versions_budgets_usage_and_history<S: Store>(store: 
     assert_eq!(versions, vec![promo_v1.clone(), promo_v2.clone()]);
     assert_eq!(revision, 3);
 
-    // Cap usage: counters add up per (campaign, period, start); a read sees the periods
-    // asked for and every whole-campaign counter, never another day's.
+    // Cap usage: counters add up per (campaign, period, start); a read sees the counters
+    // asked for that exist, never another day's.
     let day = day_zero() - Duration::hours(12);
     let (week, month) = (day - Duration::days(2), day - Duration::days(4));
     let epoch = DateTime::<Utc>::UNIX_EPOCH;
@@ -894,9 +894,25 @@ pub async fn campaigns_keep_versions_budgets_usage_and_history<S: Store>(store: 
     let (mut ana, bob) = store
         .read(job(move |tx| {
             Box::pin(async move {
+                // Every counter the first writes made but an earlier day's, and two that
+                // were never made.
+                let keys = [
+                    ("promo", UsagePeriod::Day, day),
+                    ("promo", UsagePeriod::Week, week),
+                    ("promo", UsagePeriod::Month, month),
+                    ("promo", UsagePeriod::Campaign, epoch),
+                    ("alpha", UsagePeriod::Day, day),
+                    ("alpha", UsagePeriod::Week, week),
+                    ("beta", UsagePeriod::Day, day),
+                ]
+                .map(|(c, period, start)| UsageKey {
+                    campaign_id: camp(c),
+                    period,
+                    start,
+                });
                 Ok((
-                    tx.campaign_usage(&cid("ana"), day, week, month).await?,
-                    tx.campaign_usage(&cid("bob"), day, week, month).await?,
+                    tx.campaign_usage(&cid("ana"), &keys).await?,
+                    tx.campaign_usage(&cid("bob"), &keys).await?,
                 ))
             })
         }))

@@ -338,7 +338,8 @@ pub struct CampaignVersionRecord {
 }
 
 /// A campaign's current state: its latest version plus the budget spent so far (the
-/// budget's balance, debited under the row's lock in the order's transaction).
+/// budget's balance, debited under the row's lock in the order's transaction; within the
+/// SQLite writer's transaction it includes the debits not yet written to the row).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CampaignRecord {
     pub current: CampaignVersionRecord,
@@ -387,6 +388,14 @@ pub struct UsageRow {
     pub period: UsagePeriod,
     pub start: DateTime<Utc>,
     pub amount_minor: i64,
+}
+
+/// Which of a customer's usage counters: a campaign, a cap period and when it began.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageKey {
+    pub campaign_id: CampaignId,
+    pub period: UsagePeriod,
+    pub start: DateTime<Utc>,
 }
 
 /// A stored order as a backtest replays it: what was sold, to whom, when, and what it paid.
@@ -597,14 +606,12 @@ pub trait Tx: Send {
     async fn lock_budgets(&mut self, ids: &[CampaignId]) -> StoreResult<Vec<(CampaignId, i64)>>;
     /// Debits a budget locked by [`Tx::lock_budgets`]; the store refuses to overspend it.
     async fn spend_budget(&mut self, id: &CampaignId, amount_minor: i64) -> StoreResult<()>;
-    /// The customer's usage counters for the periods that start at `starts` (day, week,
-    /// month) and for whole campaigns.
+    /// The customer's usage counters under `keys`, those that exist (each read by its whole
+    /// key: what an order reads does not grow with the customer's past periods).
     async fn campaign_usage(
         &mut self,
         customer: &CustomerId,
-        day: DateTime<Utc>,
-        week: DateTime<Utc>,
-        month: DateTime<Utc>,
+        keys: &[UsageKey],
     ) -> StoreResult<Vec<UsageRow>>;
     /// Adds to the customer's usage counters (creating them at zero).
     async fn add_campaign_usage(

@@ -9,8 +9,8 @@
 
 use super::reach::Mask;
 use super::rules::{
-    channel_bit, Birthday, CampaignSet, CampaignVersion, Caps, Excluded, Funding, LineSymbols,
-    Reward, StackingMode, BASE_RATE_ID,
+    channel_bit, percent_label, Birthday, CampaignSet, CampaignVersion, Caps, Excluded, Funding,
+    LineSymbols, Reward, StackingMode, BASE_RATE_ID,
 };
 use super::time::{days_from_birthday, Moment};
 use crate::cashback::{Breakdown, LineCashback, RuleApplied};
@@ -23,6 +23,7 @@ use crate::program::ProgramSettings;
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::cmp::{Ordering, Reverse};
 
 /// What the engine knows about the customer at the time of the order.
@@ -459,7 +460,7 @@ fn note_held_out(
     evaluation: &mut Evaluation,
 ) {
     let Who::Campaign(c) = h.who else { return };
-    let label = label(h, ctx.settings, ctx.settings.currency.as_str());
+    let label = label(h, ctx, ctx.settings.currency.as_str());
     let why = "not applied: the customer is in the campaign's holdout, a random share of its \
                customers kept out to measure its effect";
     for (i, line) in evaluation.breakdown.lines.iter_mut().enumerate() {
@@ -895,7 +896,7 @@ fn build(prep: &Prep<'_>, ctx: &EvalContext<'_>, winners: &[Assessed<'_>]) -> Ev
     for w in winners {
         split.run(prep, ctx, w);
         let (earning, parts) = (&split.earning, &split.parts);
-        let label = label(w, ctx.settings, currency);
+        let label = label(w, ctx, currency);
         let caps = cap_notes(w, currency);
         let mut excluded: Vec<String> = Vec::new();
         for (i, line) in lines.iter_mut().enumerate() {
@@ -987,15 +988,20 @@ fn rule(w: &Assessed<'_>, part: i64, eligible: i64) -> RuleApplied {
 
 /// "base rate 5 %", "Black Friday 10 % (v3)", "Big basket 10 % (v2, tier from R$ 200,00)",
 /// "Double 2× base rate = 10 % (v1)", "Welcome R$ 10,00 per order (v1)".
-fn label(w: &Assessed<'_>, settings: &ProgramSettings, currency: &str) -> String {
+fn label<'c>(w: &Assessed<'_>, ctx: &EvalContext<'c>, currency: &str) -> Cow<'c, str> {
     let Some(v) = w.version else {
-        return format!("base rate {}", settings.base_rate_bp);
+        return format!("base rate {}", ctx.settings.base_rate_bp).into();
     };
+    if let Who::Campaign(c) = w.who {
+        if let Some(made) = &ctx.campaigns.labels[c] {
+            return made.as_str().into();
+        }
+    }
     let name = &v.rules.name;
     let n = v.version;
     let rate = w.rate.unwrap_or(BasisPoints(0));
-    match &v.rules.reward {
-        Reward::Percent(_) => format!("{name} {rate} (v{n})"),
+    let label = match &v.rules.reward {
+        Reward::Percent(_) => percent_label(v, rate),
         Reward::Fixed { amount_minor } => {
             format!(
                 "{name} {} per order (v{n})",
@@ -1016,7 +1022,8 @@ fn label(w: &Assessed<'_>, settings: &ProgramSettings, currency: &str) -> String
             "{name} {rate} (v{n}, favourite category {})",
             w.favourite.map(Category::as_str).unwrap_or("")
         ),
-    }
+    };
+    label.into()
 }
 
 /// 200 → "2×", 150 → "1,5×", 125 → "1,25×".

@@ -402,6 +402,9 @@ pub struct CampaignSet {
     /// its row is in a usage slice that holds one row per such campaign, in set order (as
     /// callers build it), so evaluation finds it without a search.
     pub(crate) usage_rank: Vec<usize>,
+    /// The explanation label of `versions[i]` when it depends on nothing but the version
+    /// (a percent reward: "Black Friday 10 % (v3)"), made once instead of once per order.
+    pub(crate) labels: Vec<Option<String>>,
 }
 
 /// What a set's campaigns need from the caller beyond the order.
@@ -561,6 +564,11 @@ impl PartialEq for CampaignSet {
 
 impl Eq for CampaignSet {}
 
+/// "Black Friday 10 % (v3)": how explanations name a percent reward's version.
+pub(crate) fn percent_label(v: &CampaignVersion, rate: BasisPoints) -> String {
+    format!("{} {rate} (v{})", v.rules.name, v.version)
+}
+
 impl CampaignSet {
     pub fn new(
         mut versions: Vec<CampaignVersion>,
@@ -605,6 +613,13 @@ impl CampaignSet {
                 r
             })
             .collect();
+        let labels = versions
+            .iter()
+            .map(|v| match v.rules.reward {
+                Reward::Percent(rate) => Some(percent_label(v, rate)),
+                _ => None,
+            })
+            .collect();
         Ok(CampaignSet {
             versions,
             exclusions,
@@ -614,6 +629,7 @@ impl CampaignSet {
             stamp: NEXT_STAMP.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             needs,
             usage_rank,
+            labels,
         })
     }
 
