@@ -48,8 +48,7 @@ pub async fn program_arm(tx: &mut dyn Tx, ctx: &Ctx, customer: &CustomerId) -> A
     Ok(tx.record_assignment(&proposed).await?.arm)
 }
 
-/// The prefix of a campaign experiment's id.
-pub const CAMPAIGN_EXPERIMENT_PREFIX: &str = "campaign:";
+pub use kembali_core::ids::CAMPAIGN_EXPERIMENT_PREFIX;
 
 /// The id of campaign `id`'s holdout experiment: `campaign:<id>`.
 pub fn campaign_experiment(id: &CampaignId) -> String {

@@ -33,8 +33,28 @@ fn check_id(raw: &str) -> Result<(), IdError> {
     }
 }
 
+/// The prefix of a campaign holdout's experiment id: `campaign:<campaign id>`.
+pub const CAMPAIGN_EXPERIMENT_PREFIX: &str = "campaign:";
+
+/// An experiment id: an id, or [`CAMPAIGN_EXPERIMENT_PREFIX`] and a campaign id (which may
+/// itself be as long as any id).
+fn check_experiment_id(raw: &str) -> Result<(), IdError> {
+    match raw.strip_prefix(CAMPAIGN_EXPERIMENT_PREFIX) {
+        Some(campaign) if !campaign.is_empty() => check_id(campaign).map_err(|e| match e {
+            IdError::TooLong { max } => IdError::TooLong {
+                max: max + CAMPAIGN_EXPERIMENT_PREFIX.len(),
+            },
+            e => e,
+        }),
+        _ => check_id(raw),
+    }
+}
+
 macro_rules! string_id {
     ($(#[$doc:meta])* $name:ident) => {
+        string_id!($(#[$doc])* $name, check_id);
+    };
+    ($(#[$doc:meta])* $name:ident, $check:path) => {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
         #[serde(try_from = "String", into = "String")]
@@ -43,7 +63,7 @@ macro_rules! string_id {
         impl $name {
             pub fn parse(raw: impl Into<String>) -> Result<Self, IdError> {
                 let raw = raw.into();
-                check_id(&raw)?;
+                $check(&raw)?;
                 Ok(Self(raw))
             }
             pub fn as_str(&self) -> &str {
@@ -122,7 +142,8 @@ string_id!(
 );
 string_id!(
     /// A holdout experiment: `program`, or `campaign:<id>` for a campaign's holdout.
-    ExperimentId
+    ExperimentId,
+    check_experiment_id
 );
 
 /// Where a sale or a redemption happens.
@@ -220,6 +241,27 @@ mod tests {
             CustomerId::parse("ana@example.com").unwrap().as_str(),
             "ana@example.com"
         );
+    }
+
+    #[test]
+    fn a_campaign_experiment_id_holds_any_campaign_id() {
+        let longest = "c".repeat(MAX_ID_LEN);
+        let id = format!("{CAMPAIGN_EXPERIMENT_PREFIX}{longest}");
+        assert_eq!(ExperimentId::parse(id.clone()).unwrap().as_str(), id);
+        assert_eq!(
+            ExperimentId::parse(format!("{id}c")),
+            Err(IdError::TooLong {
+                max: MAX_ID_LEN + CAMPAIGN_EXPERIMENT_PREFIX.len()
+            })
+        );
+        assert_eq!(ExperimentId::parse("campaign:a b"), Err(IdError::BadChar));
+        // Other experiment ids are ids.
+        assert_eq!(
+            ExperimentId::parse("p".repeat(MAX_ID_LEN + 1)),
+            Err(IdError::TooLong { max: MAX_ID_LEN })
+        );
+        assert!(ExperimentId::parse("program").is_ok());
+        assert!(ExperimentId::parse("campaign:").is_ok());
     }
 
     #[test]

@@ -154,14 +154,13 @@ fn salted_customer_in(salt: &str, arm: Arm, nth: usize) -> String {
         .expect("customers in both arms")
 }
 
-#[tokio::test]
-async fn a_campaign_holdout_is_listed_reported_and_filtered_on() {
-    let app = TestApp::new().await;
+/// Creates a stackable 10 % campaign of 2025 holding out half the customers it reaches.
+async fn create_holdout_campaign(app: &TestApp, id: &str, name: &str) {
     app.post(
         "/v1/campaigns",
         &app.admin,
-        json!({"id": "double", "definition": {
-            "name": "Double",
+        json!({"id": id, "definition": {
+            "name": name,
             "window": {"starts_on": "2025-01-01", "ends_on": "2025-12-31"},
             "reward": {"kind": "percent", "rate_bp": 1000},
             "stacking": {"mode": "stackable"},
@@ -170,6 +169,27 @@ async fn a_campaign_holdout_is_listed_reported_and_filtered_on() {
     )
     .await
     .ok();
+}
+
+#[tokio::test]
+async fn a_campaign_with_the_longest_id_has_its_experiment_reported() {
+    let app = TestApp::new().await;
+    let id = "c".repeat(kembali_core::limits::MAX_ID_LEN);
+    create_holdout_campaign(&app, &id, "Long").await;
+    let experiment = format!("campaign:{id}");
+    let r = app
+        .get(&format!("/v1/experiments/{experiment}"), &app.analyst)
+        .await;
+    assert_eq!(r.ok()["holdout_share_bp"], 5_000);
+    app.get(&format!("/v1/experiments/{experiment}c"), &app.analyst)
+        .await
+        .invalid("experiment_id", "invalid_id");
+}
+
+#[tokio::test]
+async fn a_campaign_holdout_is_listed_reported_and_filtered_on() {
+    let app = TestApp::new().await;
+    create_holdout_campaign(&app, "double", "Double").await;
     // Listed before anyone is assigned.
     assert_eq!(
         app.get("/v1/experiments", &app.analyst).await.ok(),
