@@ -26,7 +26,7 @@ use chrono::{DateTime, Utc};
 use kembali_core::analytics::experiment::{assign, Arm};
 use kembali_core::campaign::{CampaignSet, CampaignVersion, Evaluation};
 use kembali_core::cashback::{compute_cashback, EarnContext};
-use kembali_core::ids::{CampaignId, CustomerId};
+use kembali_core::ids::{CampaignId, CustomerId, CAMPAIGN_EXPERIMENT_PREFIX};
 use kembali_core::money::BasisPoints;
 use kembali_core::order::Order;
 
@@ -47,8 +47,6 @@ pub async fn program_arm(tx: &mut dyn Tx, ctx: &Ctx, customer: &CustomerId) -> A
     };
     Ok(tx.record_assignment(&proposed).await?.arm)
 }
-
-pub use kembali_core::ids::CAMPAIGN_EXPERIMENT_PREFIX;
 
 /// The id of campaign `id`'s holdout experiment: `campaign:<id>`.
 pub fn campaign_experiment(id: &CampaignId) -> String {

@@ -6,14 +6,14 @@
 
 use crate::engine::Engine;
 use crate::error::{AppError, AppResult};
-use crate::experiments::{campaign_experiment, CAMPAIGN_EXPERIMENT_PREFIX};
+use crate::experiments::campaign_experiment;
 use crate::store::{job, CampaignRecord, ExperimentCounts, Store, Tx, PROGRAM_EXPERIMENT};
 use kembali_core::analytics::metrics::{
     self, check_filter, report_cutoff, Assignment, Comparison, ExperimentReport, Facts, Filter,
     FilterError, LtvReport, Measurable, ReportContext, RetentionReport, Roi, Summary,
 };
 use kembali_core::campaign::parse_zone;
-use kembali_core::ids::CampaignId;
+use kembali_core::ids::{CampaignId, CAMPAIGN_EXPERIMENT_PREFIX};
 use kembali_core::money::BasisPoints;
 use kembali_core::program::ProgramSettings;
 use serde::Serialize;

@@ -51,16 +51,17 @@ pub const WRITER_THREAD: &str = "kembali-sqlite-writer";
 const CACHE_KIB: i64 = 64 * 1024;
 /// SQLite's default page; 1 KiB and 8 KiB measured no better for order ingestion.
 const PAGE_SIZE: i64 = 4096;
-/// The writer's page cache while the file is smaller than [`LOCK_PAGE`] pages. When a page
-/// split reorders the new pages, SQLite parks one under the lock page's number, and at the
-/// commit it then walks every page of the connection's cache to drop those past the end of
-/// the file: with 64 MiB cached that walk took 5 to 7 % of the writer's time. A file that
-/// small is mostly in the OS cache; 8 MiB keeps the walk under 1 % with no more reads.
+/// The writer's page cache while the file is no larger than [`PENDING_BYTE`]. When a page
+/// split reorders the new pages, SQLite parks one under the number of the page that holds
+/// that byte (the lock page, never used for data), and at the commit it then walks every
+/// page of the connection's cache to drop those past the end of the file: with 64 MiB cached
+/// that walk took 5 to 7 % of the writer's time. A file that small is mostly in the OS cache;
+/// 8 MiB keeps the walk under 1 % with no more reads.
 const WRITER_SMALL_CACHE_KIB: i64 = 8 * 1024;
 const _: () = assert!(WRITER_SMALL_CACHE_KIB < CACHE_KIB);
-/// The lock page's number (byte 2^30, SQLite's `PENDING_BYTE`): from this size on, the
-/// page parked there is inside the file and the commit walks nothing.
-const LOCK_PAGE: i64 = (1 << 30) / PAGE_SIZE + 1;
+/// SQLite's lock byte (`PENDING_BYTE`, 1 GiB): once the file is larger, the lock page is
+/// inside it, so is the page parked under its number, and the commit walks nothing.
+const PENDING_BYTE: i64 = 1 << 30;
 /// Batches between two checks of the file's size for the writer's cache.
 const CACHE_CHECK_BATCHES: u32 = 4_096;
 /// How much of the database file each reader maps (SQLite caps it at its compile-time
@@ -207,9 +208,13 @@ impl WriterCache {
         }
         self.batches_to_check = CACHE_CHECK_BATCHES;
         let sized = conn
-            .pragma_query_value(None, "page_count", |r| r.get::<_, i64>(0))
-            .and_then(|pages| {
-                let kib = writer_cache_kib(pages);
+            .query_row(
+                "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .and_then(|bytes| {
+                let kib = writer_cache_kib(bytes);
                 if kib != self.kib {
                     conn.pragma_update(None, "cache_size", -kib)?;
                     self.kib = kib;
@@ -223,9 +228,9 @@ impl WriterCache {
     }
 }
 
-/// The writer's page cache, in KiB, for a file of `pages` pages.
-fn writer_cache_kib(pages: i64) -> i64 {
-    match pages < LOCK_PAGE {
+/// The writer's page cache, in KiB, for a file of `bytes` bytes.
+fn writer_cache_kib(bytes: i64) -> i64 {
+    match bytes <= PENDING_BYTE {
         true => WRITER_SMALL_CACHE_KIB,
         false => CACHE_KIB,
     }
@@ -372,13 +377,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_writer_keeps_a_small_cache_below_the_lock_page() {
-        // SQLite's lock page with 4 KiB pages: PENDING_BYTE 0x4000_0000 / 4096 + 1, the page
-        // number a debugger showed as the writer cache's largest key after a page split.
-        assert_eq!(LOCK_PAGE, 262_145);
+    fn the_writer_keeps_a_small_cache_up_to_the_lock_byte() {
+        // With 4 KiB pages the lock page is 0x4000_0000 / 4096 + 1 = 262,145, the number a
+        // debugger showed as the writer cache's largest key after a page split: a file of
+        // 262,144 pages still ends before it, one of 262,145 holds it.
         assert_eq!(writer_cache_kib(0), WRITER_SMALL_CACHE_KIB);
-        assert_eq!(writer_cache_kib(LOCK_PAGE - 1), WRITER_SMALL_CACHE_KIB);
-        assert_eq!(writer_cache_kib(LOCK_PAGE), CACHE_KIB);
+        assert_eq!(
+            writer_cache_kib(262_144 * PAGE_SIZE),
+            WRITER_SMALL_CACHE_KIB
+        );
+        assert_eq!(writer_cache_kib(262_145 * PAGE_SIZE), CACHE_KIB);
     }
 
     #[test]
