@@ -144,6 +144,17 @@ async fn a_server_on_the_real_clock_has_no_test_clock_route() {
     assert!(server.terminate().success());
 }
 
+#[test]
+fn a_server_signalled_as_soon_as_it_announces_its_address_shuts_down_cleanly() {
+    // A supervisor may stop a server the moment it is up: the signal must be heard (not
+    // kill it outright, nor be lost) however late the runtime gets to the shutdown task.
+    for _ in 0..3 {
+        let dir = scratch_dir();
+        let server = Server::start(&db_url(&dir), &[]);
+        assert!(server.terminate().success());
+    }
+}
+
 #[tokio::test]
 async fn backtest_reports_a_draft_set_against_the_stored_history() {
     use kembali_app::clock::SystemClock;
