@@ -186,16 +186,14 @@ impl SqliteStore {
     }
 }
 
-/// The writer's page cache size, chosen by the file's size ([`WRITER_SMALL_CACHE_KIB`]).
+/// When the writer sizes its page cache for the file ([`WRITER_SMALL_CACHE_KIB`]).
 struct WriterCache {
-    kib: i64,
     batches_to_check: u32,
 }
 
 impl WriterCache {
     fn new() -> Self {
         WriterCache {
-            kib: CACHE_KIB,
             batches_to_check: 0,
         }
     }
@@ -213,14 +211,8 @@ impl WriterCache {
                 [],
                 |r| r.get::<_, i64>(0),
             )
-            .and_then(|bytes| {
-                let kib = writer_cache_kib(bytes);
-                if kib != self.kib {
-                    conn.pragma_update(None, "cache_size", -kib)?;
-                    self.kib = kib;
-                }
-                Ok(())
-            });
+            // Setting the size it already has changes nothing.
+            .and_then(|bytes| conn.pragma_update(None, "cache_size", -writer_cache_kib(bytes)));
         if let Err(e) = sized {
             // The cache keeps its size: only speed depends on it.
             tracing::warn!(error = %e, "cannot size the writer's page cache");
