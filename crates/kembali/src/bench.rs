@@ -883,24 +883,36 @@ pub(crate) async fn post_json<T: Serialize + ?Sized>(
 
 async fn http_orders(db: &Path, args: &BenchArgs, n: usize) -> Result<IngestReport> {
     let engine = open_engine(db).await?;
-    let server = Server::start(&engine).await?;
-    let client = http_client(args.clients)?;
+    let c = http_closed_loop(&engine, "http", n, args.clients, args.customers).await?;
+    drop(engine);
+    Ok(ingest_report(n, args, c, db))
+}
+
+/// Posts `n` bench orders of `prefix` through the JSON API, served in-process for the run,
+/// from `clients` closed-loop clients.
+pub(crate) async fn http_closed_loop<S: Store>(
+    engine: &Engine<S>,
+    prefix: &'static str,
+    n: usize,
+    clients: usize,
+    customers: usize,
+) -> Result<Closed> {
+    let server = Server::start(engine).await?;
+    let client = http_client(clients)?;
     let url = Arc::new(format!("{}/v1/orders", server.base));
     let key = Arc::new(server.admin_key.clone());
-    let customers = args.customers;
     let cl = client.clone();
-    let c = closed_loop(n, args.clients, move |i| {
+    let c = closed_loop(n, clients, move |i| {
         let (client, url, key) = (cl.clone(), url.clone(), key.clone());
         async move {
-            let req = order_request("http", i, customer_id(i, customers), 30_000);
+            let req = order_request(prefix, i, customer_id(i, customers), 30_000);
             post_json(&client, &url, &key, &req).await
         }
     })
     .await;
     drop(client);
     server.stop().await;
-    drop(engine);
-    Ok(ingest_report(n, args, c, db))
+    Ok(c)
 }
 
 // ---------------------------------------------------------------- phase 4: redemptions

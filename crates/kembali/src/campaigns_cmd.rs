@@ -2,7 +2,9 @@
 //! directly) and `kembali bench-campaigns` (order ingestion with and without 100 active
 //! campaigns, and backtest throughput, on durable SQLite).
 
-use crate::bench::{closed_loop, customer_id, fmt_f, per_second, post_order, progress};
+use crate::bench::{
+    closed_loop, customer_id, fmt_f, http_closed_loop, per_second, post_order, progress,
+};
 use crate::{store, with_store};
 use anyhow::{bail, Context, Result};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
@@ -195,6 +197,17 @@ pub struct BenchCampaignsArgs {
     /// moves both runs alike.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=9))]
     pub rounds: u32,
+    /// Post the orders through the use-case layer (`engine`) or through the JSON API served
+    /// in-process (`http`): the two ingestion figures of `kembali bench`.
+    #[arg(long, value_enum, default_value_t = Via::Engine)]
+    pub via: Via,
+}
+
+/// How `bench-campaigns` posts its orders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Via {
+    Engine,
+    Http,
 }
 
 /// The campaign mixes of `bench-campaigns`.
@@ -427,12 +440,18 @@ async fn ingest(
     let writer = writer_threads_ns()
         .into_iter()
         .find(|(tid, _)| !writers_before.iter().any(|(t, _)| t == tid));
-    let (e, customers) = (engine.clone(), args.customers);
-    let c = closed_loop(args.orders, args.clients, move |i| {
-        let engine = e.clone();
-        async move { post_order(&engine, "bc", i, customer_id(i, customers), 30_000).await }
-    })
-    .await;
+    let customers = args.customers;
+    let c = match args.via {
+        Via::Engine => {
+            let e = engine.clone();
+            closed_loop(args.orders, args.clients, move |i| {
+                let engine = e.clone();
+                async move { post_order(&engine, "bc", i, customer_id(i, customers), 30_000).await }
+            })
+            .await
+        }
+        Via::Http => http_closed_loop(&engine, "bc", args.orders, args.clients, customers).await?,
+    };
     if c.errors > 0 {
         bail!("{} orders failed: {:?}", c.errors, c.first_error);
     }
@@ -543,6 +562,14 @@ pub async fn bench(args: BenchCampaignsArgs) -> Result<()> {
     }
     engine.store().ping().await?;
     println!(
+        "orders posted through the {}, {} clients",
+        match args.via {
+            Via::Engine => "use-case layer",
+            Via::Http => "JSON API",
+        },
+        args.clients
+    );
+    println!(
         "round  orders/s base  orders/s {} campaigns  ratio   writer CPU/order base  with campaigns  ratio",
         args.campaigns
     );
@@ -614,7 +641,7 @@ pub async fn bench(args: BenchCampaignsArgs) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::{bench, ingest, median, BenchCampaignsArgs, Mix};
+    use super::{bench, ingest, median, BenchCampaignsArgs, Mix, Via};
     use kembali_app::clock::SystemClock;
     use kembali_app::fake::MemoryStore;
     use kembali_app::Engine;
@@ -673,6 +700,7 @@ mod tests {
             dir: Some(dir.path().into()),
             mix: Mix::Targeted,
             rounds: 2,
+            via: Via::Engine,
         };
         let (_, run) = ingest(&dir.path().join("one.db"), &args, 10).await.unwrap();
         assert!(run.orders_per_s > 0.0);
@@ -681,5 +709,36 @@ mod tests {
             assert!(run.writer_us_per_order.is_some_and(|us| us > 0.0));
         }
         bench(args).await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_bench_posts_through_the_api_when_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = BenchCampaignsArgs {
+            orders: 30,
+            campaigns: 10,
+            clients: 4,
+            customers: 10,
+            dir: Some(dir.path().into()),
+            mix: Mix::Targeted,
+            rounds: 1,
+            via: Via::Http,
+        };
+        let (engine, run) = ingest(&dir.path().join("one.db"), &args, 10).await.unwrap();
+        assert!(run.orders_per_s > 0.0);
+        // Every order went through the API and was stored, campaigns and all.
+        let now = chrono::Utc::now();
+        let history = engine
+            .backtest(kembali_app::backtest::BacktestRequest {
+                from: now - chrono::Duration::days(1),
+                to: now + chrono::Duration::days(1),
+                campaigns: Vec::new(),
+                include_active: true,
+            })
+            .await
+            .unwrap();
+        assert_eq!(history.orders, 30);
+        assert_eq!(history.difference_minor, 0);
+        assert!(history.cost.actual_minor > 0);
     }
 }
