@@ -177,14 +177,10 @@ impl<S: Store> Engine<S> {
         self.store
             .write(job(move |tx| {
                 Box::pin(async move {
-                    let settings = match tx.program().await? {
-                        Some(s) => s,
-                        None => {
-                            let s = ProgramSettings::default();
-                            tx.put_program(&s, now).await?;
-                            s
-                        }
-                    };
+                    tx.create_program(&ProgramSettings::default(), now).await?;
+                    let settings = tx.program(false).await?.ok_or_else(|| {
+                        StoreError::Corrupt("the program is missing after it was created".into())
+                    })?;
                     Ok(program_view(&settings))
                 })
             }))
@@ -205,7 +201,8 @@ impl<S: Store> Engine<S> {
         self.store
             .write(job(move |tx| {
                 Box::pin(async move {
-                    let current = load_ctx(tx, now).await?.settings;
+                    // Locked: a concurrent change of other fields is applied first, not lost.
+                    let current = tx.program(true).await?.unwrap_or_default();
                     let next = apply_program(current.clone(), req)?;
                     if next.currency != current.currency && tx.has_entries().await? {
                         return Err(AppError::rejected(

@@ -73,7 +73,7 @@ fn open(l: &LotRecord) -> bool {
 
 #[async_trait]
 impl Tx for State {
-    async fn program(&mut self) -> StoreResult<Option<ProgramSettings>> {
+    async fn program(&mut self, _lock: bool) -> StoreResult<Option<ProgramSettings>> {
         Ok(self.program.clone())
     }
     async fn put_program(
@@ -83,6 +83,17 @@ impl Tx for State {
     ) -> StoreResult<()> {
         self.program = Some(settings.clone());
         Ok(())
+    }
+    async fn create_program(
+        &mut self,
+        settings: &ProgramSettings,
+        _at: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let absent = self.program.is_none();
+        if absent {
+            self.program = Some(settings.clone());
+        }
+        Ok(absent)
     }
     async fn has_entries(&mut self) -> StoreResult<bool> {
         Ok(!self.journal.is_empty())

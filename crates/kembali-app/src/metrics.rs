@@ -147,7 +147,7 @@ async fn read_snapshot(
     filter: &Filter,
     reads: &Reads,
 ) -> AppResult<Snapshot> {
-    let settings = tx.program().await?.unwrap_or_default();
+    let settings = tx.program(false).await?.unwrap_or_default();
     let ctx = ReportContext {
         zone: parse_zone(&settings.time_zone).unwrap_or(chrono_tz::Tz::UTC),
         as_of: now,
@@ -361,7 +361,7 @@ impl<S: Store> Engine<S> {
         self.store()
             .read(job(move |tx| {
                 Box::pin(async move {
-                    let settings = tx.program().await?.unwrap_or_default();
+                    let settings = tx.program(false).await?.unwrap_or_default();
                     let counts = tx.experiments().await?;
                     let count = |id: &str| {
                         counts

@@ -27,7 +27,7 @@ impl Ctx {
 }
 
 pub async fn load_ctx(tx: &mut dyn Tx, now: DateTime<Utc>) -> AppResult<Ctx> {
-    let settings = tx.program().await?.unwrap_or_default();
+    let settings = tx.program(false).await?.unwrap_or_default();
     Ok(Ctx { now, settings })
 }
 

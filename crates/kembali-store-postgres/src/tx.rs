@@ -489,8 +489,13 @@ fn sums<T: Default>(rows: Vec<(String, i64)>, add: impl Fn(&mut T, Account, i64)
 
 #[async_trait]
 impl Tx for PgTx<'_> {
-    async fn program(&mut self) -> R<Option<ProgramSettings>> {
-        let s: Option<String> = sqlx::query_scalar("SELECT settings FROM program WHERE id = 1")
+    async fn program(&mut self, lock: bool) -> R<Option<ProgramSettings>> {
+        let sql = if lock {
+            "SELECT settings FROM program WHERE id = 1 FOR UPDATE"
+        } else {
+            "SELECT settings FROM program WHERE id = 1"
+        };
+        let s: Option<String> = sqlx::query_scalar(sql)
             .fetch_optional(&mut *self.conn)
             .await
             .map_err(db_err)?;
@@ -509,6 +514,22 @@ impl Tx for PgTx<'_> {
         .await
         .map_err(db_err)?;
         Ok(())
+    }
+
+    async fn create_program(&mut self, settings: &ProgramSettings, at: DateTime<Utc>) -> R<bool> {
+        // The insert waits for a concurrent one to end; the version is written only with it.
+        let created: Option<i64> = sqlx::query_scalar(
+            "WITH p AS (INSERT INTO program (id, settings, updated_at) VALUES (1, $1, $2)
+                        ON CONFLICT (id) DO NOTHING RETURNING id),
+                  v AS (INSERT INTO program_versions (settings, at) SELECT $1, $2 FROM p)
+             SELECT id::BIGINT FROM p",
+        )
+        .bind(json(settings)?)
+        .bind(at)
+        .fetch_optional(&mut *self.conn)
+        .await
+        .map_err(db_err)?;
+        Ok(created.is_some())
     }
 
     async fn has_entries(&mut self) -> R<bool> {

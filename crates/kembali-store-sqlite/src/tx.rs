@@ -591,7 +591,8 @@ const JOURNAL_COLS: &str =
 
 #[async_trait]
 impl Tx for SqliteTx<'_> {
-    async fn program(&mut self) -> R<Option<ProgramSettings>> {
+    /// One writer: a write transaction holds the database, so `lock` needs nothing more.
+    async fn program(&mut self, _lock: bool) -> R<Option<ProgramSettings>> {
         let mut st = self
             .conn
             .prepare_cached("SELECT settings FROM program WHERE id = 1")
@@ -614,6 +615,14 @@ impl Tx for SqliteTx<'_> {
             .and_then(|mut st| st.execute(params![s, micros(at)]))
             .map_err(db_err)?;
         Ok(())
+    }
+
+    async fn create_program(&mut self, settings: &ProgramSettings, at: DateTime<Utc>) -> R<bool> {
+        if self.program(true).await?.is_some() {
+            return Ok(false);
+        }
+        self.put_program(settings, at).await?;
+        Ok(true)
     }
 
     async fn has_entries(&mut self) -> R<bool> {

@@ -13,7 +13,7 @@ use kembali_app::AppError;
 use kembali_core::analytics::experiment::Arm;
 use kembali_core::campaign::CampaignOutcome;
 use kembali_core::ids::{CampaignId, Category, Channel, OrderId};
-use kembali_core::program::ClawbackPolicy;
+use kembali_core::program::{ClawbackPolicy, ProgramSettings};
 
 const O1: &[(&str, &str, i64, i64)] = &[("1", "electronics", 1, 15_000), ("2", "book", 1, 5_000)];
 
@@ -345,6 +345,41 @@ pub async fn refused_requests_change_nothing<S: Store>(store: S) {
     assert_eq!(after.lines().count(), before.lines().count() + 1);
     assert_eq!(h.balances("eva").await, (400, 0, 600, 0));
     h.assert_invariants(&["eva"]).await;
+}
+
+/// The program is created once: starting again (or another replica starting) keeps the
+/// settings that stand, and a change keeps the fields it does not name.
+pub async fn the_program_is_created_once_and_a_change_keeps_what_it_does_not_name<S: Store>(
+    store: S,
+) {
+    let h = Harness::new(store).await;
+    h.set_program(ProgramRequest {
+        base_rate_bp: Some(700),
+        ..ProgramRequest::default()
+    })
+    .await;
+    h.set_program(ProgramRequest {
+        pending_days: Some(3),
+        ..ProgramRequest::default()
+    })
+    .await;
+    let restarted = h.engine.init().await.unwrap();
+    assert_eq!((restarted.base_rate_bp, restarted.pending_days), (700, 3));
+    let created = h
+        .engine
+        .store()
+        .write(job(move |tx| {
+            Box::pin(async move {
+                Ok(tx
+                    .create_program(&ProgramSettings::default(), day_zero())
+                    .await?)
+            })
+        }))
+        .await
+        .unwrap();
+    assert!(!created, "a program exists");
+    let program = h.engine.program().await.unwrap();
+    assert_eq!((program.base_rate_bp, program.pending_days), (700, 3));
 }
 
 /// Holds lapse after their time-to-live; voids and partial captures release the rest.

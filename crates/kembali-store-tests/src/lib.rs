@@ -19,6 +19,7 @@ macro_rules! conformance_tests {
             partial_returns_claw_back_to_the_cent_without_drift,
             retries_are_answered_once_and_conflicts_refused,
             refused_requests_change_nothing,
+            the_program_is_created_once_and_a_change_keeps_what_it_does_not_name,
             holds_lapse_void_and_release_what_was_not_captured,
             forfeit_policy_absorbs_spent_clawback,
             expiry_warns_ahead_and_restored_cashback_gets_grace,

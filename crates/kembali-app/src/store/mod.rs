@@ -470,12 +470,22 @@ pub struct ExperimentCounts {
 #[async_trait]
 pub trait Tx: Send {
     // Program.
-    async fn program(&mut self) -> StoreResult<Option<ProgramSettings>>;
+    /// The settings; `lock` holds the row until the transaction ends, so a change applied to
+    /// them cannot overwrite a concurrent one.
+    async fn program(&mut self, lock: bool) -> StoreResult<Option<ProgramSettings>>;
+    /// Replaces the settings (a new version).
     async fn put_program(
         &mut self,
         settings: &ProgramSettings,
         at: DateTime<Utc>,
     ) -> StoreResult<()>;
+    /// Stores `settings` as the first version when there is no program yet (waiting for a
+    /// concurrent creator to finish); whether it did.
+    async fn create_program(
+        &mut self,
+        settings: &ProgramSettings,
+        at: DateTime<Utc>,
+    ) -> StoreResult<bool>;
     /// Whether any ledger entry exists (the currency cannot change after the first).
     async fn has_entries(&mut self) -> StoreResult<bool>;
 
