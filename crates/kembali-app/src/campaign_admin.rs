@@ -3,9 +3,11 @@
 //! active campaigns and drafts without changing anything.
 
 use crate::campaigns::{
-    active_set, eval_instant, evaluate_with, usage_for, usage_keys, zone, History, OrderInput,
+    active_set, eval_instant, evaluate_with, holdouts_reached, usage_for, usage_keys, zone,
+    History, OrderInput,
 };
 use crate::error::{AppError, AppResult, FieldProblem};
+use crate::experiments::{campaign_holdouts_unrecorded, held_out, program_arm_unrecorded};
 use crate::model::{
     Caller, CampaignCreateRequest, CampaignOutcomeView, CampaignVersionView, CampaignView,
     LineCashbackView, PreviewRequest, PreviewView,
@@ -15,6 +17,7 @@ use crate::store::{
 };
 use crate::wallet::Ctx;
 use chrono::{DateTime, Utc};
+use kembali_core::analytics::experiment::Arm;
 use kembali_core::campaign::{parse, CampaignProblem, CampaignSet, RawCampaign};
 use kembali_core::ids::{CampaignId, Category, CustomerId, Segment};
 use kembali_core::limits::MAX_CAMPAIGNS_PER_EVALUATION;
@@ -436,8 +439,11 @@ pub fn draft_set(
 }
 
 /// Evaluates a sample order as `POST /v1/orders` would, under the active campaigns and the
-/// drafts, with the stored customer's facts and usage unless the request overrides them.
-/// Runs in a read transaction: nothing changes, no budget is locked.
+/// drafts, with the stored customer's facts and usage unless the request overrides them,
+/// and their holdout arms: the recorded ones, else those assignment gives now (a customer in
+/// the program's holdout earns nothing; one in a campaign's holdout is told so on the lines
+/// that campaign would have paid). Runs in a read transaction: nothing changes, no budget is
+/// locked, no arm is recorded.
 pub async fn preview(tx: &mut dyn Tx, ctx: &Ctx, req: PreviewRequest) -> AppResult<PreviewView> {
     let post = req.order.clone().parse(&Caller::default())?;
     let order = post.order;
@@ -496,19 +502,23 @@ pub async fn preview(tx: &mut dyn Tx, ctx: &Ctx, req: PreviewRequest) -> AppResu
         .map(|c| (c.current.campaign_id.clone(), c.budget_spent_minor))
         .collect();
     history.usage = usage_for(&set, &rows, &spent);
-    let evaluation = evaluate_with(
-        ctx,
-        zone,
-        &set,
-        &OrderInput {
-            order: &order,
-            customer: &customer,
-            partner: post.partner_id.as_ref(),
-            at,
-            redeemed_minor: req.redeemed_minor,
-        },
-        &history,
-    );
+    let input = OrderInput {
+        order: &order,
+        customer: &customer,
+        partner: post.partner_id.as_ref(),
+        at,
+        redeemed_minor: req.redeemed_minor,
+    };
+    let evaluation = if program_arm_unrecorded(tx, ctx, &order.customer_id).await? == Arm::Holdout {
+        held_out(&order, ctx, req.redeemed_minor)
+    } else {
+        if set.has_holdouts() {
+            let reached = holdouts_reached(ctx, zone, &set, &input, &history);
+            history.held_out =
+                campaign_holdouts_unrecorded(tx, &set, &reached, &order.customer_id).await?;
+        }
+        evaluate_with(ctx, zone, &set, &input, &history)
+    };
     Ok(PreviewView {
         currency: ctx.settings.currency.to_string(),
         total_minor: total,

@@ -48,6 +48,20 @@ pub async fn program_arm(tx: &mut dyn Tx, ctx: &Ctx, customer: &CustomerId) -> A
     Ok(tx.record_assignment(&proposed).await?.arm)
 }
 
+/// What [`program_arm`] would answer, recording nothing (for a preview): the recorded arm,
+/// else the one assignment gives now.
+pub async fn program_arm_unrecorded(
+    tx: &mut dyn Tx,
+    ctx: &Ctx,
+    customer: &CustomerId,
+) -> AppResult<Arm> {
+    let settings = &ctx.settings;
+    Ok(match tx.assignment(PROGRAM_EXPERIMENT, customer).await? {
+        Some(recorded) => recorded.arm,
+        None => assign(&settings.holdout_salt, customer, settings.holdout_share_bp),
+    })
+}
+
 /// The id of campaign `id`'s holdout experiment: `campaign:<id>`.
 pub fn campaign_experiment(id: &CampaignId) -> String {
     format!("{CAMPAIGN_EXPERIMENT_PREFIX}{id}")
@@ -84,6 +98,28 @@ pub async fn campaign_holdouts(
             first_seen_at: at,
         };
         if tx.record_assignment(&proposed).await?.arm == Arm::Holdout {
+            held.push(id.clone());
+        }
+    }
+    Ok(held)
+}
+
+/// What [`campaign_holdouts`] would answer, recording nothing (for a preview): for each
+/// candidate, the recorded arm, else the one assignment gives now.
+pub async fn campaign_holdouts_unrecorded(
+    tx: &mut dyn Tx,
+    set: &CampaignSet,
+    candidates: &[CampaignId],
+    customer: &CustomerId,
+) -> AppResult<Vec<CampaignId>> {
+    let mut held = Vec::new();
+    for id in candidates {
+        let Some(v) = set.version(id) else { continue };
+        let arm = match tx.assignment(&campaign_experiment(id), customer).await? {
+            Some(recorded) => recorded.arm,
+            None => campaign_arm_now(v, customer).0,
+        };
+        if arm == Arm::Holdout {
             held.push(id.clone());
         }
     }

@@ -705,6 +705,16 @@ impl Tx for State {
             .or_insert_with(|| assignment.clone())
             .clone())
     }
+    async fn assignment(
+        &mut self,
+        experiment_id: &str,
+        customer: &CustomerId,
+    ) -> StoreResult<Option<AssignmentRecord>> {
+        Ok(self
+            .assignments
+            .get(&(experiment_id.to_string(), customer.clone()))
+            .cloned())
+    }
     async fn assignments(&mut self, experiment_id: &str) -> StoreResult<Vec<AssignmentRecord>> {
         Ok(self
             .assignments

@@ -180,7 +180,7 @@ pub async fn end_campaign<S: Store>(
     post, path = "/v1/campaigns/preview", tag = "campaigns",
     request_body = PreviewRequest,
     responses(
-        (status = 200, description = "What the order would earn, line by line and campaign by campaign; nothing is stored", body = PreviewView),
+        (status = 200, description = "What the order would earn, line by line and campaign by campaign, the customer met in their holdouts as their next order would meet them; nothing is stored, no arm recorded", body = PreviewView),
         (status = 422, description = "A bad order, customer or draft definition (every problem, each with its field)", body = Problem, content_type = "application/problem+json"),
     ),
 )]

@@ -1549,6 +1549,32 @@ impl Tx for PgTx<'_> {
         )
     }
 
+    async fn assignment(
+        &mut self,
+        experiment_id: &str,
+        customer: &CustomerId,
+    ) -> R<Option<AssignmentRecord>> {
+        let row: Option<(String, i32, DateTime<Utc>)> = sqlx::query_as(
+            "SELECT arm, share_bp, first_seen_at FROM experiment_assignments
+             WHERE experiment_id = $1 AND customer_id = $2",
+        )
+        .bind(experiment_id)
+        .bind(customer.as_str())
+        .fetch_optional(&mut *self.conn)
+        .await
+        .map_err(db_err)?;
+        row.map(|(arm, share, at)| {
+            assignment(
+                experiment_id.to_string(),
+                customer.clone(),
+                &arm,
+                i64::from(share),
+                at,
+            )
+        })
+        .transpose()
+    }
+
     async fn assignments(&mut self, experiment_id: &str) -> R<Vec<AssignmentRecord>> {
         let rows: Vec<(String, String, i32, DateTime<Utc>)> = sqlx::query_as(
             "SELECT customer_id, arm, share_bp, first_seen_at FROM experiment_assignments

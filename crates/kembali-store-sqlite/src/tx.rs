@@ -1730,27 +1730,8 @@ impl Tx for SqliteTx<'_> {
     }
 
     async fn record_assignment(&mut self, a: &AssignmentRecord) -> R<AssignmentRecord> {
-        let existing: Option<(String, i64, i64)> = self
-            .conn
-            .prepare_cached(
-                "SELECT arm, share_bp, first_seen_at FROM experiment_assignments
-                 WHERE experiment_id = ?1 AND customer_id = ?2",
-            )
-            .and_then(|mut st| {
-                st.query_row(params![a.experiment_id, a.customer_id.as_str()], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                })
-                .optional()
-            })
-            .map_err(db_err)?;
-        if let Some((arm, share, at)) = existing {
-            return assignment(
-                a.experiment_id.clone(),
-                a.customer_id.clone(),
-                &arm,
-                share,
-                instant(at)?,
-            );
+        if let Some(existing) = self.assignment(&a.experiment_id, &a.customer_id).await? {
+            return Ok(existing);
         }
         self.conn
             .prepare_cached(
@@ -1769,6 +1750,36 @@ impl Tx for SqliteTx<'_> {
             })
             .map_err(db_err)?;
         Ok(a.clone())
+    }
+
+    async fn assignment(
+        &mut self,
+        experiment_id: &str,
+        customer: &CustomerId,
+    ) -> R<Option<AssignmentRecord>> {
+        let row: Option<(String, i64, i64)> = self
+            .conn
+            .prepare_cached(
+                "SELECT arm, share_bp, first_seen_at FROM experiment_assignments
+                 WHERE experiment_id = ?1 AND customer_id = ?2",
+            )
+            .and_then(|mut st| {
+                st.query_row(params![experiment_id, customer.as_str()], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .optional()
+            })
+            .map_err(db_err)?;
+        row.map(|(arm, share, at)| {
+            assignment(
+                experiment_id.to_string(),
+                customer.clone(),
+                &arm,
+                share,
+                instant(at)?,
+            )
+        })
+        .transpose()
     }
 
     async fn assignments(&mut self, experiment_id: &str) -> R<Vec<AssignmentRecord>> {

@@ -1,11 +1,11 @@
 //! Conformance cases of measuring the program: every store gives the same metric facts,
 //! the same liability at a past date, and records holdout assignments the same way.
 
-use crate::harness::{cid, Harness};
+use crate::harness::{cid, order_request, Harness};
 use chrono::{NaiveDate, TimeZone, Utc};
 use expect_test::expect;
 use kembali_app::experiments::HOLDOUT_EXPLANATION;
-use kembali_app::model::ProgramRequest;
+use kembali_app::model::{PreviewRequest, ProgramRequest};
 use kembali_app::store::{job, AssignmentRecord, Store, PROGRAM_EXPERIMENT};
 use kembali_core::analytics::experiment::{assign, Arm};
 use kembali_core::analytics::metrics::{Facts, Filter};
@@ -274,6 +274,36 @@ pub async fn the_program_holdout_earns_nothing_and_sticks<S: Store>(store: S) {
     ];
     want.sort();
     assert_eq!(arms, want);
+    // One customer's arm, and a preview that meets it (the holdout has ended, but the
+    // recorded arm decides); a customer never seen has no arm and is previewed as treated.
+    let (o, b) = (cid(&out), cid(&before));
+    let recorded = h
+        .engine
+        .store()
+        .read(job(move |tx| {
+            Box::pin(async move {
+                Ok((
+                    tx.assignment(PROGRAM_EXPERIMENT, &o).await?.map(|a| a.arm),
+                    tx.assignment(PROGRAM_EXPERIMENT, &b).await?.map(|a| a.arm),
+                    tx.assignment("campaign:none", &b).await?,
+                ))
+            })
+        }))
+        .await
+        .unwrap();
+    assert_eq!(recorded, (Some(Arm::Holdout), Some(Arm::Treatment), None));
+    let preview = |customer: &str| PreviewRequest {
+        order: order_request(Channel::Web, None, "P1", customer, lines, None),
+        redeemed_minor: 0,
+        customer: Default::default(),
+        campaigns: Vec::new(),
+        include_active: None,
+    };
+    let previewed = h.engine.preview(preview(&out)).await.unwrap();
+    assert_eq!(previewed.cashback_minor, 0);
+    let unseen = customer_in(Arm::Holdout, "program", half, 2);
+    let previewed = h.engine.preview(preview(&unseen)).await.unwrap();
+    assert_eq!(previewed.cashback_minor, 550);
 }
 
 /// A campaign's holdout: a held-out customer earns the base rate but nothing from the

@@ -689,6 +689,12 @@ pub trait Tx: Send {
         &mut self,
         assignment: &AssignmentRecord,
     ) -> StoreResult<AssignmentRecord>;
+    /// The customer's recorded assignment in an experiment.
+    async fn assignment(
+        &mut self,
+        experiment_id: &str,
+        customer: &CustomerId,
+    ) -> StoreResult<Option<AssignmentRecord>>;
     /// Every assignment of an experiment.
     async fn assignments(&mut self, experiment_id: &str) -> StoreResult<Vec<AssignmentRecord>>;
     /// Every experiment with at least one assignment, by id.

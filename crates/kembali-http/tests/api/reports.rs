@@ -154,6 +154,17 @@ fn salted_customer_in(salt: &str, arm: Arm, nth: usize) -> String {
         .expect("customers in both arms")
 }
 
+/// Holds half the customers out of the whole program (those `customer_in` puts there).
+async fn hold_out_half_of_the_program(app: &TestApp) {
+    app.put(
+        "/v1/program",
+        &app.admin,
+        json!({"holdout_share_bp": 5_000}),
+    )
+    .await
+    .ok();
+}
+
 /// Creates a stackable 10 % campaign of 2025 holding out half the customers it reaches.
 async fn create_holdout_campaign(app: &TestApp, id: &str, name: &str) {
     app.post(
@@ -269,13 +280,7 @@ async fn the_program_holdout_is_listed_and_reported_against_treatment() {
     app.get("/v1/experiments/program", &app.analyst)
         .await
         .problem(404, "not_found");
-    app.put(
-        "/v1/program",
-        &app.admin,
-        json!({"holdout_share_bp": 5_000}),
-    )
-    .await
-    .ok();
+    hold_out_half_of_the_program(&app).await;
     // Three treated customers spend 100,00, 200,00 and 300,00; three held out 100,00 each.
     for (k, spend) in [10_000, 20_000, 30_000].into_iter().enumerate() {
         let c = customer_in(Arm::Treatment, k);
@@ -311,6 +316,62 @@ async fn the_program_holdout_is_listed_and_reported_against_treatment() {
     // The summary now carries the experiment's ROI.
     let s = app.get("/v1/metrics/summary", &app.admin).await;
     assert_eq!(s.ok()["roi"]["roi"], 2.0);
+}
+
+/// What `POST /v1/campaigns/preview` pays `customer` on an order of 100,00, and the
+/// `double` campaign's outcome in it.
+async fn preview_for(app: &TestApp, customer: &str) -> (i64, Option<Value>) {
+    let r = app
+        .post(
+            "/v1/campaigns/preview",
+            &app.analyst,
+            json!({"order": crate::common::order_body(customer, "p1", 10_000)}),
+        )
+        .await;
+    let r = r.ok();
+    let double = r["campaigns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["campaign_id"] == "double")
+        .cloned();
+    (r["cashback_minor"].as_i64().unwrap(), double)
+}
+
+#[tokio::test]
+async fn a_preview_meets_the_customer_in_their_holdouts_as_an_order_would() {
+    let app = TestApp::new().await;
+    create_holdout_campaign(&app, "double", "Double").await;
+    // A customer the campaign would hold out: the base rate alone, the campaign saying why,
+    // before any order (the arm assignment gives now) and after one (the recorded arm).
+    let held = salted_customer_in("double", Arm::Holdout, 0);
+    let treated = salted_customer_in("double", Arm::Treatment, 0);
+    for ordered in [false, true] {
+        let (paid, double) = preview_for(&app, &held).await;
+        assert_eq!(paid, 500, "ordered: {ordered}");
+        let double = double.expect("the held-out campaign is listed");
+        assert_eq!(
+            (&double["amount_minor"], &double["held_out"]),
+            (&json!(0), &json!(true))
+        );
+        assert_eq!(preview_for(&app, &treated).await.0, 1_500);
+        if !ordered {
+            assert_eq!(app.order(&held, "h0", 10_000).await["cashback_minor"], 500);
+        }
+    }
+    // The previews recorded no arm: only the customer who ordered is in the experiment.
+    let r = app.get("/v1/experiments", &app.analyst).await;
+    assert_eq!(r.ok()[0]["treatment_customers"], 0);
+    assert_eq!(r.ok()[0]["holdout_customers"], 1);
+    // A customer in the program's holdout earns nothing, as their orders will.
+    hold_out_half_of_the_program(&app).await;
+    // (Not `held`: their program arm was recorded, treated, at their order.)
+    let out = (0..)
+        .map(|n| customer_in(Arm::Holdout, n))
+        .find(|c| *c != held)
+        .unwrap();
+    assert_eq!(preview_for(&app, &out).await, (0, None));
+    assert_eq!(app.order(&out, "o0", 10_000).await["cashback_minor"], 0);
 }
 
 #[tokio::test]
