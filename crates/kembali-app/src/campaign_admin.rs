@@ -7,7 +7,7 @@ use crate::campaigns::{
     History, OrderInput,
 };
 use crate::error::{AppError, AppResult, FieldProblem};
-use crate::experiments::{campaign_holdouts_unrecorded, held_out, program_arm_unrecorded};
+use crate::experiments::{campaign_holdouts, held_out, program_arm, Deciding};
 use crate::model::{
     Caller, CampaignCreateRequest, CampaignOutcomeView, CampaignVersionView, CampaignView,
     LineCashbackView, PreviewRequest, PreviewView,
@@ -509,13 +509,14 @@ pub async fn preview(tx: &mut dyn Tx, ctx: &Ctx, req: PreviewRequest) -> AppResu
         at,
         redeemed_minor: req.redeemed_minor,
     };
-    let evaluation = if program_arm_unrecorded(tx, ctx, &order.customer_id).await? == Arm::Holdout {
+    let arm = program_arm(tx, ctx, &order.customer_id, Deciding::ReadOnly).await?;
+    let evaluation = if arm == Arm::Holdout {
         held_out(&order, ctx, req.redeemed_minor)
     } else {
         if set.has_holdouts() {
             let reached = holdouts_reached(ctx, zone, &set, &input, &history);
-            history.held_out =
-                campaign_holdouts_unrecorded(tx, &set, &reached, &order.customer_id).await?;
+            let (cid, deciding) = (&order.customer_id, Deciding::ReadOnly);
+            history.held_out = campaign_holdouts(tx, &set, &reached, cid, deciding).await?;
         }
         evaluate_with(ctx, zone, &set, &input, &history)
     };

@@ -17,7 +17,7 @@
 //! arrive late too.
 
 use crate::error::{AppResult, StoreError};
-use crate::experiments::campaign_holdouts;
+use crate::experiments::{campaign_holdouts, Deciding};
 use crate::store::{
     CampaignRecord, CampaignStatus, CustomerRecord, LotCampaign, Tx, UsageKey, UsagePeriod,
     UsageRow,
@@ -367,7 +367,8 @@ pub async fn earn(
     let prepared = prepare(input.order, &eval_context(ctx, zone, set, input, &history));
     if set.has_holdouts() {
         let reached = prepared.holdout_candidates(&eval_context(ctx, zone, set, input, &history));
-        history.held_out = campaign_holdouts(tx, set, &reached, cid, input.at).await?;
+        let deciding = Deciding::RecordAt(input.at);
+        history.held_out = campaign_holdouts(tx, set, &reached, cid, deciding).await?;
     }
     let starts = period_starts(input.at, zone);
     let candidates = prepared.capped_candidates(&eval_context(ctx, zone, set, input, &history));

@@ -34,32 +34,63 @@ use kembali_core::order::Order;
 pub const HOLDOUT_EXPLANATION: &str = "No cashback: the customer is in the program's holdout, \
      a random share of customers who earn nothing so that the program's effect can be measured.";
 
-/// The customer's arm in the program holdout, recorded now if this is the first time they
-/// are seen at earn time.
-pub async fn program_arm(tx: &mut dyn Tx, ctx: &Ctx, customer: &CustomerId) -> AppResult<Arm> {
-    let settings = &ctx.settings;
-    let proposed = AssignmentRecord {
-        experiment_id: PROGRAM_EXPERIMENT.to_string(),
-        customer_id: customer.clone(),
-        arm: assign(&settings.holdout_salt, customer, settings.holdout_share_bp),
-        share_bp: settings.holdout_share_bp,
-        first_seen_at: ctx.now,
-    };
-    Ok(tx.record_assignment(&proposed).await?.arm)
+/// Whether deciding a customer's arm records it (at an order, at that instant: the first
+/// record stands) or only reads it (a preview: the recorded arm, else the one assignment
+/// gives now).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deciding {
+    RecordAt(DateTime<Utc>),
+    ReadOnly,
 }
 
-/// What [`program_arm`] would answer, recording nothing (for a preview): the recorded arm,
-/// else the one assignment gives now.
-pub async fn program_arm_unrecorded(
+/// The customer's arm in `experiment_id`: the recorded one, else `proposed` (the arm
+/// assignment gives now, with its share), recorded first when `deciding` records.
+async fn decide(
+    tx: &mut dyn Tx,
+    experiment_id: String,
+    customer: &CustomerId,
+    (arm, share_bp): (Arm, BasisPoints),
+    deciding: Deciding,
+) -> AppResult<Arm> {
+    Ok(match deciding {
+        Deciding::RecordAt(at) => {
+            let proposed = AssignmentRecord {
+                experiment_id,
+                customer_id: customer.clone(),
+                arm,
+                share_bp,
+                first_seen_at: at,
+            };
+            tx.record_assignment(&proposed).await?.arm
+        }
+        Deciding::ReadOnly => tx
+            .assignment(&experiment_id, customer)
+            .await?
+            .map_or(arm, |recorded| recorded.arm),
+    })
+}
+
+/// The customer's arm in the program holdout; an order records it the first time the
+/// customer is seen at earn time.
+pub async fn program_arm(
     tx: &mut dyn Tx,
     ctx: &Ctx,
     customer: &CustomerId,
+    deciding: Deciding,
 ) -> AppResult<Arm> {
     let settings = &ctx.settings;
-    Ok(match tx.assignment(PROGRAM_EXPERIMENT, customer).await? {
-        Some(recorded) => recorded.arm,
-        None => assign(&settings.holdout_salt, customer, settings.holdout_share_bp),
-    })
+    let proposed = (
+        assign(&settings.holdout_salt, customer, settings.holdout_share_bp),
+        settings.holdout_share_bp,
+    );
+    decide(
+        tx,
+        PROGRAM_EXPERIMENT.to_string(),
+        customer,
+        proposed,
+        deciding,
+    )
+    .await
 }
 
 /// The id of campaign `id`'s holdout experiment: `campaign:<id>`.
@@ -77,48 +108,20 @@ pub fn campaign_arm_now(v: &CampaignVersion, customer: &CustomerId) -> (Arm, Bas
 }
 
 /// The campaigns among `candidates` (those with a holdout that the order reaches) whose
-/// holdout the customer is in, recording their arm in each the first time they are seen
-/// (at `at`, the order's instant); a recorded arm decides from then on.
+/// holdout the customer is in; an order records their arm in each the first time they are
+/// seen (at the order's instant), and a recorded arm decides from then on.
 pub async fn campaign_holdouts(
     tx: &mut dyn Tx,
     set: &CampaignSet,
     candidates: &[CampaignId],
     customer: &CustomerId,
-    at: DateTime<Utc>,
+    deciding: Deciding,
 ) -> AppResult<Vec<CampaignId>> {
     let mut held = Vec::new();
     for id in candidates {
         let Some(v) = set.version(id) else { continue };
-        let (arm, share_bp) = campaign_arm_now(v, customer);
-        let proposed = AssignmentRecord {
-            experiment_id: campaign_experiment(id),
-            customer_id: customer.clone(),
-            arm,
-            share_bp,
-            first_seen_at: at,
-        };
-        if tx.record_assignment(&proposed).await?.arm == Arm::Holdout {
-            held.push(id.clone());
-        }
-    }
-    Ok(held)
-}
-
-/// What [`campaign_holdouts`] would answer, recording nothing (for a preview): for each
-/// candidate, the recorded arm, else the one assignment gives now.
-pub async fn campaign_holdouts_unrecorded(
-    tx: &mut dyn Tx,
-    set: &CampaignSet,
-    candidates: &[CampaignId],
-    customer: &CustomerId,
-) -> AppResult<Vec<CampaignId>> {
-    let mut held = Vec::new();
-    for id in candidates {
-        let Some(v) = set.version(id) else { continue };
-        let arm = match tx.assignment(&campaign_experiment(id), customer).await? {
-            Some(recorded) => recorded.arm,
-            None => campaign_arm_now(v, customer).0,
-        };
+        let proposed = campaign_arm_now(v, customer);
+        let arm = decide(tx, campaign_experiment(id), customer, proposed, deciding).await?;
         if arm == Arm::Holdout {
             held.push(id.clone());
         }

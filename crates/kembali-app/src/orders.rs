@@ -3,7 +3,7 @@
 
 use crate::campaigns::{earn, eval_instant, lot_campaigns, OrderInput};
 use crate::error::{AppError, AppResult, StoreError};
-use crate::experiments::{held_out, program_arm};
+use crate::experiments::{held_out, program_arm, Deciding};
 use crate::model::{
     CampaignOutcomeView, LineCashbackView, OrderReceipt, PostOrder, PostReturn, ReturnLineView,
     ReturnReceipt, RuleView,
@@ -69,7 +69,8 @@ pub async fn post_order(
     };
     let placed_at = eval_instant(req.placed_at, ctx.now);
     // A held-out customer earns nothing and draws on no campaign's caps or budget.
-    let evaluation = if program_arm(tx, ctx, &order.customer_id).await? == Arm::Treatment {
+    let arm = program_arm(tx, ctx, &order.customer_id, Deciding::RecordAt(ctx.now)).await?;
+    let evaluation = if arm == Arm::Treatment {
         let input = OrderInput {
             order: &order,
             customer: &customer,

@@ -12,7 +12,7 @@
 use crate::model::{DemoCustomer, DemoOrder, CATEGORIES, HOLDOUT_SALT, HOLDOUT_SHARE_BP, STORES};
 use chrono::{DateTime, Duration, Utc};
 use kembali_app::clock::{Clock, TestClock};
-use kembali_app::experiments::program_arm;
+use kembali_app::experiments::{program_arm, Deciding};
 use kembali_app::import::imported_record;
 use kembali_app::import::source::SourceOrder;
 use kembali_app::model::PostRedemption;
@@ -194,7 +194,7 @@ pub async fn import_history<S: Store>(
                         now: at,
                         settings: settings.clone(),
                     };
-                    program_arm(tx, &ctx, &id).await?;
+                    program_arm(tx, &ctx, &id, Deciding::RecordAt(ctx.now)).await?;
                 }
                 Ok(())
             })
