@@ -58,6 +58,15 @@ impl<'c> SqliteTx<'c> {
         }
     }
 
+    /// Appends the program's settings (as stored) to its versions.
+    fn program_version(&mut self, settings: &str, at: DateTime<Utc>) -> R<()> {
+        self.conn
+            .prepare_cached("INSERT INTO program_versions (settings, at) VALUES (?1, ?2)")
+            .and_then(|mut st| st.execute(params![settings, micros(at)]))
+            .map_err(db_err)?;
+        Ok(())
+    }
+
     /// The writer's transaction, with its jobs' budget debits so far.
     pub fn writing(conn: &'c mut Connection, budgets: &'c mut PendingBudgets) -> Self {
         SqliteTx {
@@ -610,19 +619,24 @@ impl Tx for SqliteTx<'_> {
             )
             .and_then(|mut st| st.execute(params![s, micros(at)]))
             .map_err(db_err)?;
-        self.conn
-            .prepare_cached("INSERT INTO program_versions (settings, at) VALUES (?1, ?2)")
-            .and_then(|mut st| st.execute(params![s, micros(at)]))
-            .map_err(db_err)?;
-        Ok(())
+        self.program_version(&s, at)
     }
 
     async fn create_program(&mut self, settings: &ProgramSettings, at: DateTime<Utc>) -> R<bool> {
-        if self.program(true).await?.is_some() {
-            return Ok(false);
+        let s = json(settings)?;
+        let created = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO program (id, settings, updated_at) VALUES (1, ?1, ?2)
+                 ON CONFLICT (id) DO NOTHING",
+            )
+            .and_then(|mut st| st.execute(params![s, micros(at)]))
+            .map_err(db_err)?
+            == 1;
+        if created {
+            self.program_version(&s, at)?;
         }
-        self.put_program(settings, at).await?;
-        Ok(true)
+        Ok(created)
     }
 
     async fn has_entries(&mut self) -> R<bool> {

@@ -689,19 +689,24 @@ mod tests {
         assert_eq!(median(Vec::new()), None);
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_small_bench_runs_its_rounds_and_measures_the_writer() {
-        let dir = tempfile::tempdir().unwrap();
-        let args = BenchCampaignsArgs {
-            orders: 40,
+    /// A bench of `orders` orders of 10 customers, 4 clients, 10 targeted campaigns.
+    fn small(dir: &std::path::Path, orders: usize, rounds: u32, via: Via) -> BenchCampaignsArgs {
+        BenchCampaignsArgs {
+            orders,
             campaigns: 10,
             clients: 4,
             customers: 10,
-            dir: Some(dir.path().into()),
+            dir: Some(dir.into()),
             mix: Mix::Targeted,
-            rounds: 2,
-            via: Via::Engine,
-        };
+            rounds,
+            via,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_small_bench_runs_its_rounds_and_measures_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = small(dir.path(), 40, 2, Via::Engine);
         let (_, run) = ingest(&dir.path().join("one.db"), &args, 10).await.unwrap();
         assert!(run.orders_per_s > 0.0);
         // Where the kernel reports per-thread CPU time, the writer is found and measured.
@@ -714,16 +719,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_bench_posts_through_the_api_when_asked() {
         let dir = tempfile::tempdir().unwrap();
-        let args = BenchCampaignsArgs {
-            orders: 30,
-            campaigns: 10,
-            clients: 4,
-            customers: 10,
-            dir: Some(dir.path().into()),
-            mix: Mix::Targeted,
-            rounds: 1,
-            via: Via::Http,
-        };
+        let args = small(dir.path(), 30, 1, Via::Http);
         let (engine, run) = ingest(&dir.path().join("one.db"), &args, 10).await.unwrap();
         assert!(run.orders_per_s > 0.0);
         // Every order went through the API and was stored, campaigns and all.

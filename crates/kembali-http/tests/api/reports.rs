@@ -154,6 +154,15 @@ fn salted_customer_in(salt: &str, arm: Arm, nth: usize) -> String {
         .expect("customers in both arms")
 }
 
+/// What `campaign` paid in a receipt's (or a preview's) campaign list, if it is listed.
+fn outcome_of<'a>(receipt: &'a Value, campaign: &str) -> Option<&'a Value> {
+    receipt["campaigns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["campaign_id"] == campaign)
+}
+
 /// Holds half the customers out of the whole program (those `customer_in` puts there).
 async fn hold_out_half_of_the_program(app: &TestApp) {
     app.put(
@@ -215,12 +224,7 @@ async fn a_campaign_holdout_is_listed_reported_and_filtered_on() {
         let c = salted_customer_in("double", Arm::Holdout, k);
         let receipt = app.order(&c, &format!("h{k}"), 10_000).await;
         assert_eq!(receipt["cashback_minor"], 500);
-        let double = receipt["campaigns"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|o| o["campaign_id"] == "double")
-            .unwrap();
+        let double = outcome_of(&receipt, "double").unwrap();
         assert_eq!(
             (&double["amount_minor"], &double["held_out"]),
             (&json!(0), &json!(true))
@@ -329,12 +333,7 @@ async fn preview_for(app: &TestApp, customer: &str) -> (i64, Option<Value>) {
         )
         .await;
     let r = r.ok();
-    let double = r["campaigns"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|o| o["campaign_id"] == "double")
-        .cloned();
+    let double = outcome_of(r, "double").cloned();
     (r["cashback_minor"].as_i64().unwrap(), double)
 }
 
