@@ -15,6 +15,8 @@ use crate::order::OrderLine;
 use chrono::{DateTime, NaiveDate, NaiveTime, Timelike, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::hash::Hash;
 
 use super::raw::{
     RawCampaign, RawCaps, RawConditions, RawExclusions, RawHoldout, RawReward, RawWindow,
@@ -443,12 +445,50 @@ impl Needs {
     }
 }
 
-/// Sorted names per kind; a name's symbol is its index.
+/// Names per kind; a name's symbol is its index among the sorted names.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Symbols {
-    pub categories: Vec<Category>,
-    pub skus: Vec<Sku>,
-    pub tags: Vec<Tag>,
+    pub categories: SymbolTable<Category>,
+    pub skus: SymbolTable<Sku>,
+    pub tags: SymbolTable<Tag>,
+}
+
+/// The names of one kind, sorted, and each one's symbol by hash: an order's lines are looked
+/// up in it, and a binary search among a hundred SKUs compared strings seven times a name.
+/// foldhash with a fixed seed (the core draws no randomness): the keys are the campaigns'
+/// own names, which a lookup never adds to, so SipHash's defence against chosen keys buys
+/// nothing here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SymbolTable<T: Hash + Eq> {
+    names: Vec<T>,
+    index: HashMap<T, u32, foldhash::fast::FixedState>,
+}
+
+impl<T: Hash + Eq> Default for SymbolTable<T> {
+    fn default() -> Self {
+        SymbolTable {
+            names: Vec::new(),
+            index: HashMap::default(),
+        }
+    }
+}
+
+impl<T: Ord + Hash + Clone> SymbolTable<T> {
+    fn new(mut names: Vec<T>) -> Self {
+        names.sort();
+        names.dedup();
+        let index = (0..).zip(&names).map(|(i, n)| (n.clone(), i)).collect();
+        SymbolTable { names, index }
+    }
+
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// The symbol of `name`, [`NO_SYMBOL`] when no campaign names it.
+    pub fn symbol(&self, name: &T) -> u32 {
+        self.index.get(name).copied().unwrap_or(NO_SYMBOL)
+    }
 }
 
 /// A line's names as symbols; [`NO_SYMBOL`] when no campaign names it.
@@ -458,10 +498,12 @@ pub(crate) fn symbol<T: Ord>(table: &[T], name: &T) -> u32 {
     table.binary_search(name).map_or(NO_SYMBOL, |i| i as u32)
 }
 
-fn symbols_of<T: Ord>(table: &[T], set: &NameSet<T>) -> Vec<u32> {
-    // Every name of every campaign is in the table, and the table is sorted like the set,
-    // so the symbols come out sorted.
-    set.0.iter().map(|n| symbol(table, n)).collect()
+impl<T: Ord + Hash + Clone> SymbolTable<T> {
+    fn symbols_of(&self, set: &NameSet<T>) -> Vec<u32> {
+        // Every name of every campaign is in the table, and the table is sorted like the
+        // set, so the symbols come out sorted.
+        set.0.iter().map(|n| self.symbol(n)).collect()
+    }
 }
 
 /// A campaign's line filter and exclusions in symbols, each list sorted.
@@ -487,37 +529,35 @@ pub(crate) struct LineSymbols<'a> {
 
 impl Symbols {
     fn new(versions: &[CampaignVersion]) -> Symbols {
-        let mut s = Symbols::default();
+        let (mut categories, mut skus, mut tags) = (Vec::new(), Vec::new(), Vec::new());
         for v in versions {
             let k = &v.rules.conditions;
             for set in [&k.lines.categories, &k.exclude.categories] {
-                s.categories.extend(set.0.iter().cloned());
+                categories.extend(set.0.iter().cloned());
             }
             for set in [&k.lines.skus, &k.exclude.skus] {
-                s.skus.extend(set.0.iter().cloned());
+                skus.extend(set.0.iter().cloned());
             }
             for set in [&k.lines.tags, &k.exclude.tags] {
-                s.tags.extend(set.0.iter().cloned());
+                tags.extend(set.0.iter().cloned());
             }
         }
-        s.categories.sort();
-        s.categories.dedup();
-        s.skus.sort();
-        s.skus.dedup();
-        s.tags.sort();
-        s.tags.dedup();
-        s
+        Symbols {
+            categories: SymbolTable::new(categories),
+            skus: SymbolTable::new(skus),
+            tags: SymbolTable::new(tags),
+        }
     }
 
     fn compile(&self, v: &CampaignVersion) -> CompiledLines {
         let k = &v.rules.conditions;
         CompiledLines {
-            categories: symbols_of(&self.categories, &k.lines.categories),
-            skus: symbols_of(&self.skus, &k.lines.skus),
-            tags: symbols_of(&self.tags, &k.lines.tags),
-            no_categories: symbols_of(&self.categories, &k.exclude.categories),
-            no_skus: symbols_of(&self.skus, &k.exclude.skus),
-            no_tags: symbols_of(&self.tags, &k.exclude.tags),
+            categories: self.categories.symbols_of(&k.lines.categories),
+            skus: self.skus.symbols_of(&k.lines.skus),
+            tags: self.tags.symbols_of(&k.lines.tags),
+            no_categories: self.categories.symbols_of(&k.exclude.categories),
+            no_skus: self.skus.symbols_of(&k.exclude.skus),
+            no_tags: self.tags.symbols_of(&k.exclude.tags),
             open: k.lines.is_any() && k.exclude.is_empty(),
         }
     }
@@ -527,12 +567,12 @@ impl Symbols {
         tags.extend(
             line.tags
                 .iter()
-                .map(|t| symbol(&self.tags, t))
+                .map(|t| self.tags.symbol(t))
                 .filter(|s| *s != NO_SYMBOL),
         );
         (
-            symbol(&self.categories, &line.category),
-            symbol(&self.skus, &line.sku),
+            self.categories.symbol(&line.category),
+            self.skus.symbol(&line.sku),
         )
     }
 }
