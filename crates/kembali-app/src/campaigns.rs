@@ -208,15 +208,21 @@ pub fn usage_keys<'a>(
 
 /// What the outcomes that paid leave behind: on the customer's counters, one row per capped
 /// period of each campaign with per-customer caps; on budgets, one debit per budgeted
-/// campaign.
+/// campaign. Only `candidates` (the order's [`capped_candidates`]) can have paid a capped
+/// campaign: one it does not list had no usage row, and so paid nothing.
 pub fn recorded(
     set: &CampaignSet,
+    candidates: &[CappedCandidate],
     outcomes: &[CampaignOutcome],
     starts: &PeriodStarts,
 ) -> (Vec<UsageRow>, Vec<(CampaignId, i64)>) {
     let (mut rows, mut debits) = (Vec::new(), Vec::new());
-    for o in outcomes.iter().filter(|o| o.amount_minor > 0) {
-        let Some(v) = set.version(&o.campaign_id) else {
+    for c in candidates {
+        let v = &set.versions()[c.index];
+        let paid = outcomes
+            .iter()
+            .find(|o| o.amount_minor > 0 && o.campaign_id == v.id);
+        let Some(o) = paid else {
             continue;
         };
         let caps = v.rules.caps();
@@ -391,7 +397,7 @@ pub async fn earn(
     }
     let evaluation = prepared.evaluate(&eval_context(ctx, zone, set, input, &history));
     if !candidates.is_empty() {
-        let (rows, debits) = recorded(set, &evaluation.campaigns, &starts);
+        let (rows, debits) = recorded(set, &candidates, &evaluation.campaigns, &starts);
         if !rows.is_empty() {
             tx.add_campaign_usage(cid, &rows).await?;
         }
