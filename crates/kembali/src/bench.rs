@@ -899,20 +899,34 @@ pub(crate) async fn http_closed_loop<S: Store>(
 ) -> Result<Closed> {
     let server = Server::start(engine).await?;
     let client = http_client(clients)?;
+    let c = http_post_range(&server, &client, prefix, 0..n, clients, customers).await;
+    drop(client);
+    server.stop().await;
+    Ok(c)
+}
+
+/// Posts the bench orders numbered `range` to a running server, `clients` at a time.
+pub(crate) async fn http_post_range(
+    server: &Server,
+    client: &reqwest::Client,
+    prefix: &'static str,
+    range: std::ops::Range<usize>,
+    clients: usize,
+    customers: usize,
+) -> Closed {
     let url = Arc::new(format!("{}/v1/orders", server.base));
     let key = Arc::new(server.admin_key.clone());
     let cl = client.clone();
-    let c = closed_loop(n, clients, move |i| {
+    let first = range.start;
+    closed_loop(range.len(), clients, move |i| {
         let (client, url, key) = (cl.clone(), url.clone(), key.clone());
         async move {
+            let i = first + i;
             let req = order_request(prefix, i, customer_id(i, customers), 30_000);
             post_json(&client, &url, &key, &req).await
         }
     })
-    .await;
-    drop(client);
-    server.stop().await;
-    Ok(c)
+    .await
 }
 
 // ---------------------------------------------------------------- phase 4: redemptions

@@ -3,7 +3,8 @@
 //! campaigns, and backtest throughput, on durable SQLite).
 
 use crate::bench::{
-    closed_loop, customer_id, fmt_f, http_closed_loop, per_second, post_order, progress,
+    closed_loop, customer_id, fmt_f, http_client, http_post_range, per_second, post_order,
+    progress, Server,
 };
 use crate::{store, with_store};
 use anyhow::{bail, Context, Result};
@@ -15,6 +16,7 @@ use kembali_app::model::CampaignCreateRequest;
 use kembali_app::store::Store;
 use kembali_app::Engine;
 use kembali_store_sqlite::SqliteStore;
+use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -192,11 +194,15 @@ pub struct BenchCampaignsArgs {
     /// the base rate).
     #[arg(long, value_enum, default_value_t = Mix::Stacked)]
     pub mix: Mix,
-    /// Rounds of the two ingestion runs, alternated (base rate only, then with campaigns),
-    /// each on a fresh database; the figures are their medians. One machine's drift then
-    /// moves both runs alike.
+    /// Rounds of the two ingestion runs (base rate only, and with campaigns), each round on
+    /// two fresh databases; the figures are the rounds' medians.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=9))]
     pub rounds: u32,
+    /// Orders per turn: within a round the two runs take turns, a slice of this many orders
+    /// each, so a drift of the machine's speed (on a shared machine, tens of percent within
+    /// seconds) falls on both runs alike instead of on whichever ran during it.
+    #[arg(long, default_value_t = 5_000)]
+    pub slice: usize,
     /// Post the orders through the use-case layer (`engine`) or through the JSON API served
     /// in-process (`http`): the two ingestion figures of `kembali bench`.
     #[arg(long, value_enum, default_value_t = Via::Engine)]
@@ -421,49 +427,136 @@ struct Run {
     writer_us_per_order: Option<f64>,
 }
 
-async fn ingest(
-    path: &std::path::Path,
-    args: &BenchCampaignsArgs,
-    campaigns: usize,
-) -> Result<(Engine<SqliteStore>, Run)> {
-    let writers_before = writer_threads_ns();
-    let store = SqliteStore::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let engine = Engine::new(Arc::new(store), Arc::new(SystemClock));
-    engine.init().await?;
-    for c in args.mix.campaigns(campaigns, Utc::now().date_naive()) {
-        engine
-            .create_campaign("bench", c)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}: {}", crate::describe(&e)))?;
-    }
-    // This store's writer is the writer thread that was not there before it opened.
-    let writer = writer_threads_ns()
-        .into_iter()
-        .find(|(tid, _)| !writers_before.iter().any(|(t, _)| t == tid));
-    let customers = args.customers;
-    let c = match args.via {
-        Via::Engine => {
-            let e = engine.clone();
-            closed_loop(args.orders, args.clients, move |i| {
-                let engine = e.clone();
-                async move { post_order(&engine, "bc", i, customer_id(i, customers), 30_000).await }
-            })
-            .await
+/// One store under ingestion: its engine, its writer thread, its server when the orders go
+/// through the API, and what its slices have measured so far.
+struct Ingestion {
+    engine: Engine<SqliteStore>,
+    writer: Option<u64>,
+    http: Option<(Server, reqwest::Client)>,
+    orders: usize,
+    took: std::time::Duration,
+    writer_ns: Option<u64>,
+}
+
+impl Ingestion {
+    /// A fresh store at `path` with `campaigns` active campaigns of the mix.
+    async fn open(
+        path: &std::path::Path,
+        args: &BenchCampaignsArgs,
+        campaigns: usize,
+    ) -> Result<Self> {
+        let writers_before = writer_threads_ns();
+        let store =
+            SqliteStore::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let engine = Engine::new(Arc::new(store), Arc::new(SystemClock));
+        engine.init().await?;
+        for c in args.mix.campaigns(campaigns, Utc::now().date_naive()) {
+            engine
+                .create_campaign("bench", c)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}: {}", crate::describe(&e)))?;
         }
-        Via::Http => http_closed_loop(&engine, "bc", args.orders, args.clients, customers).await?,
-    };
-    if c.errors > 0 {
-        bail!("{} orders failed: {:?}", c.errors, c.first_error);
+        // This store's writer is the writer thread that was not there before it opened.
+        let writer = writer_threads_ns()
+            .into_iter()
+            .find(|(tid, _)| !writers_before.iter().any(|(t, _)| t == tid))
+            .map(|(tid, _)| tid);
+        let http = match args.via {
+            Via::Engine => None,
+            Via::Http => Some((Server::start(&engine).await?, http_client(args.clients)?)),
+        };
+        Ok(Ingestion {
+            engine,
+            writer,
+            http,
+            orders: 0,
+            took: std::time::Duration::ZERO,
+            writer_ns: writer.map(|_| 0),
+        })
     }
-    let writer_us_per_order = writer.and_then(|(tid, before)| {
-        let (_, after) = writer_threads_ns().into_iter().find(|(t, _)| *t == tid)?;
-        Some(after.saturating_sub(before) as f64 / 1_000.0 / c.ok.max(1) as f64)
-    });
-    let run = Run {
-        orders_per_s: per_second(c.ok, c.took),
-        writer_us_per_order,
-    };
-    Ok((engine, run))
+
+    /// Posts the bench orders numbered `range`, adding their time and the writer's.
+    async fn post(&mut self, args: &BenchCampaignsArgs, range: Range<usize>) -> Result<()> {
+        let customers = args.customers;
+        let before = self.writer.and_then(thread_ns);
+        let c = match &self.http {
+            None => {
+                let (e, first) = (self.engine.clone(), range.start);
+                closed_loop(range.len(), args.clients, move |i| {
+                    let engine = e.clone();
+                    let i = first + i;
+                    async move {
+                        post_order(&engine, "bc", i, customer_id(i, customers), 30_000).await
+                    }
+                })
+                .await
+            }
+            Some((server, client)) => {
+                http_post_range(server, client, "bc", range, args.clients, customers).await
+            }
+        };
+        if c.errors > 0 {
+            bail!("{} orders failed: {:?}", c.errors, c.first_error);
+        }
+        let spent = before
+            .zip(self.writer.and_then(thread_ns))
+            .map(|(b, a)| a.saturating_sub(b));
+        self.writer_ns = self.writer_ns.zip(spent).map(|(sum, ns)| sum + ns);
+        self.orders += c.ok;
+        self.took += c.took;
+        Ok(())
+    }
+
+    fn run(&self) -> Run {
+        Run {
+            orders_per_s: per_second(self.orders, self.took),
+            writer_us_per_order: self
+                .writer_ns
+                .map(|ns| ns as f64 / 1_000.0 / self.orders.max(1) as f64),
+        }
+    }
+
+    /// Stops the server, if any, and hands back the engine.
+    async fn finish(self) -> Engine<SqliteStore> {
+        if let Some((server, client)) = self.http {
+            drop(client);
+            server.stop().await;
+        }
+        self.engine
+    }
+}
+
+/// One round: a store with no campaign and one with `args.campaigns`, each fresh, fed the
+/// same orders in slices taken in turns (base first on even slices, campaigns first on odd
+/// ones), so the machine's drift over the round falls on both alike.
+async fn round(
+    dir: &std::path::Path,
+    n: u32,
+    args: &BenchCampaignsArgs,
+) -> Result<((Run, Run), Engine<SqliteStore>)> {
+    let mut base = Ingestion::open(&dir.join(format!("none-{n}.db")), args, 0).await?;
+    let mut many = Ingestion::open(&dir.join(format!("many-{n}.db")), args, args.campaigns).await?;
+    let slice = args.slice.clamp(1, args.orders.max(1));
+    for (s, first) in (0..args.orders).step_by(slice).enumerate() {
+        let range = first..(first + slice).min(args.orders);
+        let turn = if s % 2 == 0 {
+            [&mut base, &mut many]
+        } else {
+            [&mut many, &mut base]
+        };
+        for ingestion in turn {
+            ingestion.post(args, range.clone()).await?;
+        }
+    }
+    let runs = (base.run(), many.run());
+    drop(base.finish().await);
+    Ok((runs, many.finish().await))
+}
+
+/// The CPU time (ns) a thread of this process has run, from its `schedstat` (Linux).
+fn thread_ns(tid: u64) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat")).ok()?;
+    stat.split_whitespace().next()?.parse().ok()
 }
 
 /// The CPU time (ns) of every SQLite writer thread of this process, by thread id, from
@@ -513,30 +606,19 @@ pub async fn bench(args: BenchCampaignsArgs) -> Result<()> {
         .tempdir_in(args.dir.clone().unwrap_or_else(|| PathBuf::from(".")))?;
     let mut rounds: Vec<(Run, Run)> = Vec::new();
     let mut last = None;
-    for round in 1..=args.rounds {
+    for n in 1..=args.rounds {
         progress(&format!(
-            "round {round}/{}: {} orders with no campaign (base rate only)…",
-            args.rounds, args.orders
+            "round {n}/{}: {} orders with no campaign (base rate only) and with {} active \
+             campaigns, in turns of {}…",
+            args.rounds, args.orders, args.campaigns, args.slice
         ));
-        let base_db = dir.path().join(format!("none-{round}.db"));
-        let (engine, base) = ingest(&base_db, &args, 0).await?;
-        drop(engine);
-        progress(&format!(
-            "round {round}/{}: {} orders with {} active campaigns…",
-            args.rounds, args.orders, args.campaigns
-        ));
-        let (engine, with) = ingest(
-            &dir.path().join(format!("many-{round}.db")),
-            &args,
-            args.campaigns,
-        )
-        .await?;
-        rounds.push((base, with));
+        let (runs, engine) = round(dir.path(), n, &args).await?;
+        rounds.push(runs);
         // Only the last history is backtested: the others make room.
-        last = Some(engine);
+        drop(last.replace(engine));
         for db in std::fs::read_dir(dir.path())?.flatten() {
             let name = db.file_name().to_string_lossy().into_owned();
-            if !name.starts_with(&format!("many-{round}.db")) {
+            if !name.starts_with(&format!("many-{n}.db")) {
                 let _ = std::fs::remove_file(db.path());
             }
         }
@@ -641,11 +723,41 @@ pub async fn bench(args: BenchCampaignsArgs) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::{bench, ingest, median, BenchCampaignsArgs, Mix, Via};
+    use super::{bench, median, round, BenchCampaignsArgs, Ingestion, Mix, Run, Via};
+    use anyhow::Result;
+    use kembali_app::backtest::{BacktestReport, BacktestRequest};
     use kembali_app::clock::SystemClock;
     use kembali_app::fake::MemoryStore;
+    use kembali_app::store::Store;
     use kembali_app::Engine;
+    use kembali_store_sqlite::SqliteStore;
     use std::sync::Arc;
+
+    /// A whole ingestion of `args.orders` orders into a fresh store at `path`.
+    async fn ingest(
+        path: &std::path::Path,
+        args: &BenchCampaignsArgs,
+        campaigns: usize,
+    ) -> Result<(Engine<SqliteStore>, Run)> {
+        let mut ingestion = Ingestion::open(path, args, campaigns).await?;
+        ingestion.post(args, 0..args.orders).await?;
+        let run = ingestion.run();
+        Ok((ingestion.finish().await, run))
+    }
+
+    /// The stored history of today and yesterday, under the active campaigns.
+    async fn history<S: Store>(engine: &Engine<S>) -> BacktestReport {
+        let now = chrono::Utc::now();
+        engine
+            .backtest(BacktestRequest {
+                from: now - chrono::Duration::days(1),
+                to: now + chrono::Duration::days(1),
+                campaigns: Vec::new(),
+                include_active: true,
+            })
+            .await
+            .unwrap()
+    }
 
     /// Campaigns (the base rate included) that pay on each of the first bench orders.
     async fn paying(mix: Mix) -> Vec<usize> {
@@ -699,6 +811,7 @@ mod tests {
             dir: Some(dir.into()),
             mix: Mix::Targeted,
             rounds,
+            slice: 16,
             via,
         }
     }
@@ -723,18 +836,26 @@ mod tests {
         let (engine, run) = ingest(&dir.path().join("one.db"), &args, 10).await.unwrap();
         assert!(run.orders_per_s > 0.0);
         // Every order went through the API and was stored, campaigns and all.
-        let now = chrono::Utc::now();
-        let history = engine
-            .backtest(kembali_app::backtest::BacktestRequest {
-                from: now - chrono::Duration::days(1),
-                to: now + chrono::Duration::days(1),
-                campaigns: Vec::new(),
-                include_active: true,
-            })
-            .await
-            .unwrap();
+        let history = history(&engine).await;
         assert_eq!(history.orders, 30);
         assert_eq!(history.difference_minor, 0);
         assert!(history.cost.actual_minor > 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_round_feeds_both_stores_every_order_in_slices_taken_in_turns() {
+        let dir = tempfile::tempdir().unwrap();
+        // 40 orders in slices of 16: three turns each, the last one short.
+        let args = small(dir.path(), 40, 1, Via::Engine);
+        let ((base, with), many) = round(dir.path(), 1, &args).await.unwrap();
+        assert!(base.orders_per_s > 0.0 && with.orders_per_s > 0.0);
+        let stored = history(&many).await;
+        assert_eq!((stored.orders, stored.difference_minor), (40, 0));
+        // The campaigns paid on top of the base rate; the base store holds the same orders.
+        let none = SqliteStore::open(&dir.path().join("none-1.db")).unwrap();
+        let none = Engine::new(Arc::new(none), Arc::new(SystemClock));
+        let base_history = history(&none).await;
+        assert_eq!(base_history.orders, 40);
+        assert!(stored.cost.actual_minor > base_history.cost.actual_minor);
     }
 }
