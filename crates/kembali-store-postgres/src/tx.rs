@@ -533,6 +533,14 @@ impl Tx for PgTx<'_> {
     }
 
     async fn has_entries(&mut self) -> R<bool> {
+        // SHARE waits for every transaction that has written an entry to end, and holds off
+        // new entries until this one ends: an entry still uncommitted on another replica is
+        // counted, and none starts meanwhile. An entry whose writer read the settings before
+        // this change and writes after it is refused by `append_entry`'s currency check.
+        sqlx::query("LOCK TABLE journal IN SHARE MODE")
+            .execute(&mut *self.conn)
+            .await
+            .map_err(db_err)?;
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM journal)")
             .fetch_one(&mut *self.conn)
             .await
@@ -969,11 +977,15 @@ impl Tx for PgTx<'_> {
             .map(|p| p.account.as_str())
             .collect();
         let amounts: Vec<i64> = e.entry.postings.iter().map(|p| p.amount_minor).collect();
-        sqlx::query_scalar(
+        // Written only in the program's currency as it stands now: a job that read the
+        // settings before a currency change committed finds no row here, and is run again.
+        let seq: Option<i64> = sqlx::query_scalar(
             "WITH j AS (
                  INSERT INTO journal (at, customer_id, asset, kind, explanation, order_channel, order_id,
                      redemption_id, return_id, lot_id)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING seq),
+                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10
+                 FROM program WHERE id = 1 AND currency = $3
+                 RETURNING seq),
              p AS (
                  INSERT INTO postings (seq, idx, account, amount)
                  SELECT j.seq, t.idx, t.account, t.amount
@@ -993,9 +1005,15 @@ impl Tx for PgTx<'_> {
         .bind(idx)
         .bind(accounts)
         .bind(amounts)
-        .fetch_one(&mut *self.conn)
+        .fetch_optional(&mut *self.conn)
         .await
-        .map_err(db_err)
+        .map_err(db_err)?;
+        seq.ok_or_else(|| {
+            StoreError::Conflict(format!(
+                "the program's currency is no longer {} (changed while the entry was written)",
+                e.asset
+            ))
+        })
     }
 
     async fn append_event(&mut self, e: &EventRecord) -> R<i64> {

@@ -486,7 +486,11 @@ pub trait Tx: Send {
         settings: &ProgramSettings,
         at: DateTime<Utc>,
     ) -> StoreResult<bool>;
-    /// Whether any ledger entry exists (the currency cannot change after the first).
+    /// Whether any ledger entry exists (the currency cannot change after the first), counting
+    /// entries other writers have not yet committed. A store with concurrent writers makes
+    /// the answer hold until this transaction ends: no entry is written meanwhile, and an
+    /// entry written after it in a currency the program no longer has is refused with
+    /// [`StoreError::Conflict`] (its job runs again and meets the new settings).
     async fn has_entries(&mut self) -> StoreResult<bool>;
 
     // Idempotency keys, scoped by caller.
