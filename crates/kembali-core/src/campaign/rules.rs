@@ -453,23 +453,18 @@ pub(crate) struct Symbols {
     pub tags: SymbolTable<Tag>,
 }
 
-/// The names of one kind, sorted, and each one's symbol by hash: an order's lines are looked
-/// up in it, and a binary search among a hundred SKUs compared strings seven times a name.
+/// The names of one kind, each with its symbol: its index among the names sorted, so a
+/// sorted set of names has sorted symbols. Found by hash: an order's lines are looked up in
+/// it, and a binary search among a hundred SKUs compared strings seven times a name.
 /// foldhash with a fixed seed (the core draws no randomness): the keys are the campaigns'
 /// own names, which a lookup never adds to, so SipHash's defence against chosen keys buys
 /// nothing here.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct SymbolTable<T: Hash + Eq> {
-    names: Vec<T>,
-    index: HashMap<T, u32, foldhash::fast::FixedState>,
-}
+pub(crate) struct SymbolTable<T: Hash + Eq>(HashMap<T, u32, foldhash::fast::FixedState>);
 
 impl<T: Hash + Eq> Default for SymbolTable<T> {
     fn default() -> Self {
-        SymbolTable {
-            names: Vec::new(),
-            index: HashMap::default(),
-        }
+        SymbolTable(HashMap::default())
     }
 }
 
@@ -477,17 +472,21 @@ impl<T: Ord + Hash + Clone> SymbolTable<T> {
     fn new(mut names: Vec<T>) -> Self {
         names.sort();
         names.dedup();
-        let index = (0..).zip(&names).map(|(i, n)| (n.clone(), i)).collect();
-        SymbolTable { names, index }
+        SymbolTable((0..).zip(names).map(|(i, n)| (n, i)).collect())
     }
 
     pub fn len(&self) -> usize {
-        self.names.len()
+        self.0.len()
     }
 
     /// The symbol of `name`, [`NO_SYMBOL`] when no campaign names it.
     pub fn symbol(&self, name: &T) -> u32 {
-        self.index.get(name).copied().unwrap_or(NO_SYMBOL)
+        self.0.get(name).copied().unwrap_or(NO_SYMBOL)
+    }
+
+    /// The symbols of a campaign's names: sorted, as the set is.
+    fn symbols_of(&self, set: &NameSet<T>) -> Vec<u32> {
+        set.0.iter().map(|n| self.symbol(n)).collect()
     }
 }
 
@@ -496,14 +495,6 @@ pub(crate) const NO_SYMBOL: u32 = u32::MAX;
 
 pub(crate) fn symbol<T: Ord>(table: &[T], name: &T) -> u32 {
     table.binary_search(name).map_or(NO_SYMBOL, |i| i as u32)
-}
-
-impl<T: Ord + Hash + Clone> SymbolTable<T> {
-    fn symbols_of(&self, set: &NameSet<T>) -> Vec<u32> {
-        // Every name of every campaign is in the table, and the table is sorted like the
-        // set, so the symbols come out sorted.
-        set.0.iter().map(|n| self.symbol(n)).collect()
-    }
 }
 
 /// A campaign's line filter and exclusions in symbols, each list sorted.

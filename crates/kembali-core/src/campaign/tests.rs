@@ -1843,3 +1843,34 @@ fn a_set_within_a_period_keeps_the_campaigns_that_reach_it_and_pays_the_same() {
     }
     assert!(paid_by_edge_or_tokyo >= 2, "the edges were reached");
 }
+
+#[test]
+fn a_campaign_naming_many_skus_finds_each_of_them_and_no_other() {
+    // Many names, given out of order, in a set with another campaign's names between them:
+    // each is looked up among the compiled symbols, which must come out sorted.
+    let skus: Vec<String> = (0..40).rev().map(|i| format!("sku-{}", i * 3)).collect();
+    let set = CampaignSet::new(
+        vec![
+            version("many", 1, json!({"conditions": {"skus": skus}})),
+            version(
+                "other",
+                1,
+                json!({"conditions": {"skus": ["sku-1", "sku-50", "sku-118"]}}),
+            ),
+        ],
+        Exclusions::default(),
+    )
+    .unwrap();
+    for n in 0..130 {
+        let line = line(&n.to_string(), "grocery", 1_000, &[]);
+        let mut tags = Vec::new();
+        let (category, sku) = set.symbols.of_line(&line, &mut tags);
+        let symbols = super::rules::LineSymbols {
+            category,
+            sku,
+            tags: &tags,
+        };
+        let named = n % 3 == 0 && n < 120;
+        assert_eq!(set.compiled[0].earns(symbols), named, "sku-{n}");
+    }
+}
