@@ -29,6 +29,7 @@ use kembali_http::AppState;
 use kembali_store_sqlite::SqliteStore;
 use serde::Serialize;
 use std::future::Future;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -691,14 +692,15 @@ pub(crate) struct Closed {
     pub(crate) latency: Histogram<u64>,
 }
 
-/// Runs `n` calls of `call(i)` from `clients` concurrent tasks, each waiting for its answer
-/// before sending the next (closed loop: the throughput the system sustains).
-pub(crate) async fn closed_loop<F, Fut>(n: usize, clients: usize, call: F) -> Closed
+/// Runs `call(i)` for every `i` of `calls` from `clients` concurrent tasks, each waiting for
+/// its answer before sending the next (closed loop: the throughput the system sustains).
+pub(crate) async fn closed_loop<F, Fut>(calls: Range<usize>, clients: usize, call: F) -> Closed
 where
     F: Fn(usize) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = std::result::Result<(), String>> + Send + 'static,
 {
-    let next = Arc::new(AtomicUsize::new(0));
+    let n = calls.end;
+    let next = Arc::new(AtomicUsize::new(calls.start));
     let start = Instant::now();
     let workers: Vec<_> = (0..clients)
         .map(|_| {
@@ -793,7 +795,7 @@ async fn engine_orders(db: &Path, args: &BenchArgs) -> Result<IngestReport> {
     let engine = open_engine(db).await?;
     let customers = args.customers;
     let e = engine.clone();
-    let c = closed_loop(args.orders, args.clients, move |i| {
+    let c = closed_loop(0..args.orders, args.clients, move |i| {
         let engine = e.clone();
         async move { post_order(&engine, "eng", i, customer_id(i, customers), 30_000).await }
     })
@@ -910,18 +912,16 @@ pub(crate) async fn http_post_range(
     server: &Server,
     client: &reqwest::Client,
     prefix: &'static str,
-    range: std::ops::Range<usize>,
+    range: Range<usize>,
     clients: usize,
     customers: usize,
 ) -> Closed {
     let url = Arc::new(format!("{}/v1/orders", server.base));
     let key = Arc::new(server.admin_key.clone());
     let cl = client.clone();
-    let first = range.start;
-    closed_loop(range.len(), clients, move |i| {
+    closed_loop(range, clients, move |i| {
         let (client, url, key) = (cl.clone(), url.clone(), key.clone());
         async move {
-            let i = first + i;
             let req = order_request(prefix, i, customer_id(i, customers), 30_000);
             post_json(&client, &url, &key, &req).await
         }
@@ -1068,7 +1068,7 @@ pub(crate) async fn seed_wallets<S: Store>(
     customers: usize,
 ) -> Result<()> {
     let e = engine.clone();
-    let seeded = closed_loop(orders, clients, move |i| {
+    let seeded = closed_loop(0..orders, clients, move |i| {
         let engine = e.clone();
         async move {
             post_order(

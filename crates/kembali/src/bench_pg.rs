@@ -94,7 +94,7 @@ async fn engine_on(url: &str, config: PgConfig) -> Result<Engine<PgStore>> {
 
 async fn ingest(engine: &Engine<PgStore>, prefix: &'static str, args: &BenchPgArgs) -> Result<f64> {
     let (e, customers) = (engine.clone(), args.customers);
-    let c = closed_loop(args.orders, args.clients, move |i| {
+    let c = closed_loop(0..args.orders, args.clients, move |i| {
         let engine = e.clone();
         async move { post_order(&engine, prefix, i, customer_id(i, customers), 30_000).await }
     })
@@ -127,7 +127,7 @@ async fn http_two_replicas(url: &str, args: &BenchPgArgs) -> Result<f64> {
         (format!("{}/v1/orders", sb.base), sb.admin_key.clone()),
     ]);
     let (cl, customers) = (client.clone(), args.customers);
-    let c = closed_loop(args.orders, args.clients, move |i| {
+    let c = closed_loop(0..args.orders, args.clients, move |i| {
         let (client, targets) = (cl.clone(), targets.clone());
         async move {
             let (url, key) = &targets[i % 2];
@@ -166,7 +166,7 @@ async fn redemptions(url: &str, args: &BenchPgArgs) -> Result<(f64, u32, Latency
     engine.run_due_work(engine.now()).await?;
     let peak_n = args.orders / 2;
     let e = engine.clone();
-    let peak = closed_loop(peak_n, args.clients, move |i| {
+    let peak = closed_loop(0..peak_n, args.clients, move |i| {
         let engine = e.clone();
         async move { redeem(&engine, "peak", i as u64, customers).await }
     })

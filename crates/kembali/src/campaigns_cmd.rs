@@ -445,7 +445,7 @@ impl Ingestion {
         args: &BenchCampaignsArgs,
         campaigns: usize,
     ) -> Result<Self> {
-        let writers_before = writer_threads_ns();
+        let writers_before = writer_threads();
         let store =
             SqliteStore::open(path).with_context(|| format!("opening {}", path.display()))?;
         let engine = Engine::new(Arc::new(store), Arc::new(SystemClock));
@@ -457,10 +457,9 @@ impl Ingestion {
                 .map_err(|e| anyhow::anyhow!("{e}: {}", crate::describe(&e)))?;
         }
         // This store's writer is the writer thread that was not there before it opened.
-        let writer = writer_threads_ns()
+        let writer = writer_threads()
             .into_iter()
-            .find(|(tid, _)| !writers_before.iter().any(|(t, _)| t == tid))
-            .map(|(tid, _)| tid);
+            .find(|tid| !writers_before.contains(tid));
         let http = match args.via {
             Via::Engine => None,
             Via::Http => Some((Server::start(&engine).await?, http_client(args.clients)?)),
@@ -481,10 +480,9 @@ impl Ingestion {
         let before = self.writer.and_then(thread_ns);
         let c = match &self.http {
             None => {
-                let (e, first) = (self.engine.clone(), range.start);
-                closed_loop(range.len(), args.clients, move |i| {
+                let e = self.engine.clone();
+                closed_loop(range, args.clients, move |i| {
                     let engine = e.clone();
-                    let i = first + i;
                     async move {
                         post_order(&engine, "bc", i, customer_id(i, customers), 30_000).await
                     }
@@ -559,10 +557,10 @@ fn thread_ns(tid: u64) -> Option<u64> {
     stat.split_whitespace().next()?.parse().ok()
 }
 
-/// The CPU time (ns) of every SQLite writer thread of this process, by thread id, from
-/// `/proc/self/task/*/schedstat` (Linux; empty elsewhere). The writer runs every order's
-/// transaction, so its time per order is the steadiest figure on a shared machine.
-fn writer_threads_ns() -> Vec<(u64, u64)> {
+/// The ids of this process's SQLite writer threads, from `/proc/self/task` (Linux; empty
+/// elsewhere). The writer runs every order's transaction, so its CPU time per order
+/// ([`thread_ns`]) is the steadiest figure on a shared machine.
+fn writer_threads() -> Vec<u64> {
     // The kernel keeps the first 15 bytes of a thread's name.
     let name = &kembali_store_sqlite::WRITER_THREAD[..15];
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
@@ -573,12 +571,7 @@ fn writer_threads_ns() -> Vec<(u64, u64)> {
         .filter_map(|task| {
             let tid: u64 = task.file_name().to_str()?.parse().ok()?;
             let comm = std::fs::read_to_string(task.path().join("comm")).ok()?;
-            if comm.trim_end() != name {
-                return None;
-            }
-            let stat = std::fs::read_to_string(task.path().join("schedstat")).ok()?;
-            let ns: u64 = stat.split_whitespace().next()?.parse().ok()?;
-            Some((tid, ns))
+            (comm.trim_end() == name).then_some(tid)
         })
         .collect()
 }
