@@ -15,6 +15,7 @@
 //! whereas sqlx's SQLite driver sends every statement to its own worker thread and back.
 //! `rusqlite::Error` never leaves this crate: it becomes a [`StoreError`].
 
+mod alloc;
 mod budgets;
 mod migrate;
 mod tx;
@@ -32,6 +33,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, Semaphore};
 
+pub use alloc::use_mimalloc;
 pub use budgets::PendingBudgets;
 pub use tx::SqliteTx;
 
@@ -111,6 +113,7 @@ fn open_connection(path: &Path, read_only: bool) -> Result<Connection, StoreErro
             | OpenFlags::SQLITE_OPEN_NO_MUTEX
             | OpenFlags::SQLITE_OPEN_URI
     };
+    use_mimalloc();
     let conn = Connection::open_with_flags(path, flags)
         .map_err(|e| StoreError::Unavailable(e.to_string()))?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(db_err)?;

@@ -161,3 +161,53 @@ async fn debits_rolled_back_with_their_job_are_not_seen_by_the_next_jobs() {
         .unwrap();
     assert_eq!(spent, 10 * committed);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_allocates_from_mimalloc_under_savepoints() {
+    // Every connection in this binary opens through the store, which hands SQLite mimalloc
+    // before opening: SQLite took it.
+    assert!(kembali_store_sqlite::use_mimalloc());
+    // SAFETY: a block SQLite allocates and frees at once.
+    unsafe {
+        let block = rusqlite::ffi::sqlite3_malloc(1000);
+        assert!(!block.is_null());
+        assert!(libmimalloc_sys::mi_is_in_heap_region(block));
+        rusqlite::ffi::sqlite3_free(block);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("k.db")).unwrap());
+    let jobs = (0..100).map(|i| {
+        let store = store.clone();
+        async move {
+            store
+                .write(job(move |tx| {
+                    Box::pin(async move {
+                        tx.insert_customer(&customer(&format!("c{i}"))).await?;
+                        Ok(())
+                    })
+                }))
+                .await
+        }
+    });
+    for r in futures::future::join_all(jobs).await {
+        r.unwrap();
+    }
+    let n: Vec<_> = (0..100).map(|i| format!("c{i}")).collect();
+    let found = store
+        .read(job(move |tx| {
+            Box::pin(async move {
+                let mut found = 0;
+                for id in &n {
+                    found += usize::from(
+                        tx.customer(&CustomerId::parse(id.clone()).unwrap(), false)
+                            .await?
+                            .is_some(),
+                    );
+                }
+                Ok(found)
+            })
+        }))
+        .await
+        .unwrap();
+    assert_eq!(found, 100);
+}

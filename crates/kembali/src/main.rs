@@ -153,6 +153,8 @@ fn init_logging(default: &str) {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // Before any SQLite connection opens (the bench's raw runs open their own).
+    kembali_store_sqlite::use_mimalloc();
     let cli = Cli::parse();
     // The bench would otherwise log every one of its requests and measure the logging.
     init_logging(match cli.command {
