@@ -43,16 +43,22 @@ pub enum Deciding {
     ReadOnly,
 }
 
-/// The customer's arm in `experiment_id`: the recorded one, else `proposed` (the arm
-/// assignment gives now, with its share), recorded first when `deciding` records.
+/// The customer's arm in `experiment_id`: the recorded one, else the one `propose` gives
+/// (the arm assignment gives now, with its share), recorded first when `deciding` records.
+/// A customer seen before costs one read: assignment (a SHA-256) runs only for a new one.
 async fn decide(
     tx: &mut dyn Tx,
     experiment_id: String,
     customer: &CustomerId,
-    (arm, share_bp): (Arm, BasisPoints),
+    propose: impl FnOnce() -> (Arm, BasisPoints),
     deciding: Deciding,
 ) -> AppResult<Arm> {
+    if let Some(recorded) = tx.assignment(&experiment_id, customer).await? {
+        return Ok(recorded.arm);
+    }
+    let (arm, share_bp) = propose();
     Ok(match deciding {
+        // Recorded unless another writer recorded one first: the record that stands decides.
         Deciding::RecordAt(at) => {
             let proposed = AssignmentRecord {
                 experiment_id,
@@ -63,10 +69,7 @@ async fn decide(
             };
             tx.record_assignment(&proposed).await?.arm
         }
-        Deciding::ReadOnly => tx
-            .assignment(&experiment_id, customer)
-            .await?
-            .map_or(arm, |recorded| recorded.arm),
+        Deciding::ReadOnly => arm,
     })
 }
 
@@ -79,15 +82,17 @@ pub async fn program_arm(
     deciding: Deciding,
 ) -> AppResult<Arm> {
     let settings = &ctx.settings;
-    let proposed = (
-        assign(&settings.holdout_salt, customer, settings.holdout_share_bp),
-        settings.holdout_share_bp,
-    );
+    let propose = || {
+        (
+            assign(&settings.holdout_salt, customer, settings.holdout_share_bp),
+            settings.holdout_share_bp,
+        )
+    };
     decide(
         tx,
         PROGRAM_EXPERIMENT.to_string(),
         customer,
-        proposed,
+        propose,
         deciding,
     )
     .await
@@ -120,8 +125,8 @@ pub async fn campaign_holdouts(
     let mut held = Vec::new();
     for id in candidates {
         let Some(v) = set.version(id) else { continue };
-        let proposed = campaign_arm_now(v, customer);
-        let arm = decide(tx, campaign_experiment(id), customer, proposed, deciding).await?;
+        let propose = || campaign_arm_now(v, customer);
+        let arm = decide(tx, campaign_experiment(id), customer, propose, deciding).await?;
         if arm == Arm::Holdout {
             held.push(id.clone());
         }

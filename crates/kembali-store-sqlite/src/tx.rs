@@ -1744,14 +1744,13 @@ impl Tx for SqliteTx<'_> {
     }
 
     async fn record_assignment(&mut self, a: &AssignmentRecord) -> R<AssignmentRecord> {
-        if let Some(existing) = self.assignment(&a.experiment_id, &a.customer_id).await? {
-            return Ok(existing);
-        }
-        self.conn
+        // Callers read first, so the insert is the common case.
+        let inserted = self
+            .conn
             .prepare_cached(
                 "INSERT INTO experiment_assignments
                    (experiment_id, customer_id, arm, share_bp, first_seen_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
             )
             .and_then(|mut st| {
                 st.execute(params![
@@ -1763,7 +1762,12 @@ impl Tx for SqliteTx<'_> {
                 ])
             })
             .map_err(db_err)?;
-        Ok(a.clone())
+        if inserted == 1 {
+            return Ok(a.clone());
+        }
+        self.assignment(&a.experiment_id, &a.customer_id)
+            .await?
+            .ok_or_else(|| corrupt("an assignment neither inserted nor found"))
     }
 
     async fn assignment(
