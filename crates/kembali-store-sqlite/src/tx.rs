@@ -3,6 +3,7 @@
 
 use crate::budgets::PendingBudgets;
 use crate::db_err;
+use crate::statements::{Db, Statements};
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use kembali_app::error::StoreError;
@@ -36,8 +37,10 @@ macro_rules! insert_order {
     };
 }
 
-pub struct SqliteTx<'c> {
-    conn: &'c mut Connection,
+/// A transaction's view of SQLite: its connection (`'w`) and, on the writer, the kept
+/// statements and budget debits it borrows for one job (`'c`).
+pub struct SqliteTx<'c, 'w> {
+    db: Db<'c, 'w>,
     /// Customers an import in this job already made sure exist: a history names each many
     /// times, and nobody removes a customer, so each is inserted once (bounded: cleared
     /// when full, it then only costs some repeated inserts).
@@ -49,10 +52,15 @@ pub struct SqliteTx<'c> {
 /// The most customer ids an import remembers at once (a few tens of MB).
 const IMPORTED_CUSTOMERS_REMEMBERED: usize = 262_144;
 
-impl<'c> SqliteTx<'c> {
-    pub fn new(conn: &'c mut Connection) -> Self {
+impl<'c, 'w> SqliteTx<'c, 'w> {
+    /// A reader's transaction: statements come from the connection's cache.
+    pub fn new(conn: &'w Connection) -> Self {
+        SqliteTx::on(Db::cached(conn))
+    }
+
+    fn on(db: Db<'c, 'w>) -> Self {
         SqliteTx {
-            conn,
+            db,
             imported_customers: std::collections::HashSet::new(),
             budgets: None,
         }
@@ -60,18 +68,18 @@ impl<'c> SqliteTx<'c> {
 
     /// Appends the program's settings (as stored) to its versions.
     fn program_version(&mut self, settings: &str, at: DateTime<Utc>) -> R<()> {
-        self.conn
-            .prepare_cached("INSERT INTO program_versions (settings, at) VALUES (?1, ?2)")
+        self.db
+            .prepare("INSERT INTO program_versions (settings, at) VALUES (?1, ?2)")
             .and_then(|mut st| st.execute(params![settings, micros(at)]))
             .map_err(db_err)?;
         Ok(())
     }
 
     /// The writer's transaction, with its jobs' budget debits so far.
-    pub fn writing(conn: &'c mut Connection, budgets: &'c mut PendingBudgets) -> Self {
+    pub fn writing(kept: &'c Statements<'w>, budgets: &'c mut PendingBudgets) -> Self {
         SqliteTx {
             budgets: Some(budgets),
-            ..SqliteTx::new(conn)
+            ..SqliteTx::on(Db::kept(kept))
         }
     }
 
@@ -82,30 +90,30 @@ impl<'c> SqliteTx<'c> {
             true => insert_order!("INSERT OR IGNORE"),
             false => insert_order!("INSERT"),
         };
-        let mut st = self.conn.prepare_cached(sql).map_err(db_err)?;
+        let mut st = self.db.prepare(sql).map_err(db_err)?;
         execute_order(&mut st, o)
     }
 
     fn insert_lines(&mut self, o: &OrderRecord) -> R<()> {
-        let mut st = self.conn.prepare_cached(INSERT_LINE).map_err(db_err)?;
+        let mut st = self.db.prepare(INSERT_LINE).map_err(db_err)?;
         execute_lines(&mut st, o)
     }
 
     /// Imported orders: each one's customer if new, then the order unless its key is
     /// stored. The statements are looked up once for the whole slice.
     fn import_all(&mut self, orders: &[OrderRecord]) -> R<Vec<ImportOutcome>> {
-        let conn = &*self.conn;
-        let mut customer = conn
-            .prepare_cached(
+        let db = &self.db;
+        let mut customer = db
+            .prepare(
                 "INSERT OR IGNORE INTO customers (id, segments, created_at) VALUES (?1, '[]', ?2)",
             )
             .map_err(db_err)?;
-        let mut order = conn
-            .prepare_cached(insert_order!("INSERT OR IGNORE"))
+        let mut order = db
+            .prepare(insert_order!("INSERT OR IGNORE"))
             .map_err(db_err)?;
-        let mut lines = conn.prepare_cached(INSERT_LINE).map_err(db_err)?;
-        let mut stored = conn
-            .prepare_cached("SELECT request_hash FROM orders WHERE order_id = ?1 AND channel = ?2")
+        let mut lines = db.prepare(INSERT_LINE).map_err(db_err)?;
+        let mut stored = db
+            .prepare("SELECT request_hash FROM orders WHERE order_id = ?1 AND channel = ?2")
             .map_err(db_err)?;
         // A customer named again is already there (created at their first order).
         let seen = &mut self.imported_customers;
@@ -253,8 +261,11 @@ fn instant(us: i64) -> R<DateTime<Utc>> {
     DateTime::from_timestamp_micros(us).ok_or_else(|| corrupt("instant out of range"))
 }
 
-const CUSTOMER_COLS: &str =
-    "id, email, phone, birthday, segments, created_at, pending, available, held, debt";
+macro_rules! customer_cols {
+    () => {
+        "id, email, phone, birthday, segments, created_at, pending, available, held, debt"
+    };
+}
 
 fn customer_row(r: &Row<'_>) -> rusqlite::Result<CustomerRow> {
     Ok((
@@ -302,8 +313,11 @@ fn customer_from(row: CustomerRow) -> R<CustomerRecord> {
     })
 }
 
-const LOT_COLS: &str =
-    "id, customer_id, order_channel, order_id, amount, remaining, available_at, expires_at, state, created_at, expiry_warned, campaigns";
+macro_rules! lot_cols {
+    () => {
+        "id, customer_id, order_channel, order_id, amount, remaining, available_at, expires_at, state, created_at, expiry_warned, campaigns"
+    };
+}
 
 type LotRow = (
     i64,
@@ -356,7 +370,11 @@ fn lot_from(row: LotRow) -> R<LotRecord> {
     })
 }
 
-const REDEMPTION_COLS: &str = "id, customer_id, channel, store_id, state, amount, captured, order_total, created_at, expires_at, request_hash, order_channel, order_id, allocations";
+macro_rules! redemption_cols {
+    () => {
+        "id, customer_id, channel, store_id, state, amount, captured, order_total, created_at, expires_at, request_hash, order_channel, order_id, allocations"
+    };
+}
 
 type RedemptionRow = (
     String,
@@ -436,10 +454,13 @@ fn order_line(
     })
 }
 
-const CAMPAIGN_SELECT: &str =
-    "SELECT v.campaign_id, v.version, v.status, v.action, v.definition, v.changes, v.actor, v.at,
+macro_rules! campaign_select {
+    () => {
+        "SELECT v.campaign_id, v.version, v.status, v.action, v.definition, v.changes, v.actor, v.at,
             c.created_at, c.budget_spent
-     FROM campaigns c JOIN campaign_versions v ON v.campaign_id = c.id AND v.version = c.version";
+     FROM campaigns c JOIN campaign_versions v ON v.campaign_id = c.id AND v.version = c.version"
+    };
+}
 
 type VersionRow = (String, u32, String, String, String, String, String, i64);
 
@@ -465,7 +486,7 @@ fn campaign_row(r: &Row<'_>) -> rusqlite::Result<(VersionRow, i64, i64)> {
     Ok((version_row(r)?, r.get(8)?, r.get(9)?))
 }
 
-impl SqliteTx<'_> {
+impl SqliteTx<'_, '_> {
     /// A campaign from its row, with what this transaction debited and has not yet written.
     fn campaign_from(&self, (v, created_at, spent): (VersionRow, i64, i64)) -> R<CampaignRecord> {
         let current = version_from(v)?;
@@ -482,8 +503,8 @@ impl SqliteTx<'_> {
 
     fn postings_of(&mut self, seq: i64) -> R<Vec<Posting>> {
         let mut st = self
-            .conn
-            .prepare_cached("SELECT account, amount FROM postings WHERE seq = ?1 ORDER BY idx")
+            .db
+            .prepare("SELECT account, amount FROM postings WHERE seq = ?1 ORDER BY idx")
             .map_err(db_err)?;
         let rows = st
             .query_map([seq], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
@@ -499,9 +520,7 @@ impl SqliteTx<'_> {
     }
 
     fn lines_of(&mut self, key: &OrderKey) -> R<Vec<LineRecord>> {
-        let mut st = self
-            .conn
-            .prepare_cached(
+        let mut st = self.db.prepare(
                 "SELECT line_id, sku, category, tags, quantity, unit_price, discount, net, redeemed, cashback,
                         returned_qty, clawed_back, restored, explanation, rules
                  FROM order_lines WHERE channel = ?1 AND order_id = ?2 ORDER BY line_no",
@@ -544,8 +563,12 @@ impl SqliteTx<'_> {
         .collect()
     }
 
-    fn journal_rows(&mut self, sql: &str, p: &[&dyn rusqlite::ToSql]) -> R<Vec<JournalEntry>> {
-        let mut st = self.conn.prepare_cached(sql).map_err(db_err)?;
+    fn journal_rows(
+        &mut self,
+        sql: &'static str,
+        p: &[&dyn rusqlite::ToSql],
+    ) -> R<Vec<JournalEntry>> {
+        let mut st = self.db.prepare(sql).map_err(db_err)?;
         let rows: Vec<_> = st
             .query_map(p, |r| {
                 Ok((
@@ -595,16 +618,19 @@ impl SqliteTx<'_> {
     }
 }
 
-const JOURNAL_COLS: &str =
-    "seq, at, customer_id, asset, kind, explanation, order_channel, order_id, redemption_id, return_id, lot_id";
+macro_rules! journal_cols {
+    () => {
+        "seq, at, customer_id, asset, kind, explanation, order_channel, order_id, redemption_id, return_id, lot_id"
+    };
+}
 
 #[async_trait]
-impl Tx for SqliteTx<'_> {
+impl Tx for SqliteTx<'_, '_> {
     /// One writer: a write transaction holds the database, so `lock` needs nothing more.
     async fn program(&mut self, _lock: bool) -> R<Option<ProgramSettings>> {
         let mut st = self
-            .conn
-            .prepare_cached("SELECT settings FROM program WHERE id = 1")
+            .db
+            .prepare("SELECT settings FROM program WHERE id = 1")
             .map_err(db_err)?;
         let s: Option<String> = st.query_row([], |r| r.get(0)).optional().map_err(db_err)?;
         s.map(|s| from_json(&s)).transpose()
@@ -612,8 +638,7 @@ impl Tx for SqliteTx<'_> {
 
     async fn put_program(&mut self, settings: &ProgramSettings, at: DateTime<Utc>) -> R<()> {
         let s = json(settings)?;
-        self.conn
-            .prepare_cached(
+        self.db.prepare(
                 "INSERT INTO program (id, settings, updated_at) VALUES (1, ?1, ?2)
                  ON CONFLICT (id) DO UPDATE SET settings = excluded.settings, updated_at = excluded.updated_at",
             )
@@ -625,8 +650,8 @@ impl Tx for SqliteTx<'_> {
     async fn create_program(&mut self, settings: &ProgramSettings, at: DateTime<Utc>) -> R<bool> {
         let s = json(settings)?;
         let created = self
-            .conn
-            .prepare_cached(
+            .db
+            .prepare(
                 "INSERT INTO program (id, settings, updated_at) VALUES (1, ?1, ?2)
                  ON CONFLICT (id) DO NOTHING",
             )
@@ -640,18 +665,16 @@ impl Tx for SqliteTx<'_> {
     }
 
     async fn has_entries(&mut self) -> R<bool> {
-        self.conn
-            .prepare_cached("SELECT EXISTS (SELECT 1 FROM journal)")
+        self.db
+            .prepare("SELECT EXISTS (SELECT 1 FROM journal)")
             .and_then(|mut st| st.query_row([], |r| r.get(0)))
             .map_err(db_err)
     }
 
     async fn idempotency(&mut self, scope: &str, key: &str) -> R<Option<IdempotencyRecord>> {
         let row: Option<(String, String)> = self
-            .conn
-            .prepare_cached(
-                "SELECT request_hash, response FROM idempotency WHERE scope = ?1 AND key = ?2",
-            )
+            .db
+            .prepare("SELECT request_hash, response FROM idempotency WHERE scope = ?1 AND key = ?2")
             .and_then(|mut st| {
                 st.query_row(params![scope, key], |r| Ok((r.get(0)?, r.get(1)?)))
                     .optional()
@@ -673,8 +696,7 @@ impl Tx for SqliteTx<'_> {
         record: &IdempotencyRecord,
         at: DateTime<Utc>,
     ) -> R<()> {
-        self.conn
-            .prepare_cached(
+        self.db.prepare(
                 "INSERT INTO idempotency (scope, key, request_hash, response, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
             )
             .and_then(|mut st| st.execute(params![scope, key, record.request_hash, record.response, micros(at)]))
@@ -684,10 +706,10 @@ impl Tx for SqliteTx<'_> {
 
     async fn customer(&mut self, cid: &CustomerId, _lock: bool) -> R<Option<CustomerRecord>> {
         // One writer: every write transaction already holds the database's write lock.
-        let sql = format!("SELECT {CUSTOMER_COLS} FROM customers WHERE id = ?1");
+        let sql = concat!("SELECT ", customer_cols!(), " FROM customers WHERE id = ?1");
         let row = self
-            .conn
-            .prepare_cached(&sql)
+            .db
+            .prepare(sql)
             .and_then(|mut st| st.query_row([cid.as_str()], customer_row).optional())
             .map_err(db_err)?;
         row.map(customer_from).transpose()
@@ -695,8 +717,7 @@ impl Tx for SqliteTx<'_> {
 
     async fn insert_customer(&mut self, c: &CustomerRecord) -> R<()> {
         let segments: Vec<&str> = c.segments.iter().map(|s| s.as_str()).collect();
-        self.conn
-            .prepare_cached(
+        self.db.prepare(
                 "INSERT INTO customers (id, email, phone, birthday, segments, created_at, pending, available, held, debt)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             )
@@ -721,8 +742,7 @@ impl Tx for SqliteTx<'_> {
     async fn update_profile(&mut self, c: &CustomerRecord) -> R<()> {
         let segments: Vec<&str> = c.segments.iter().map(|s| s.as_str()).collect();
         let segments = json(&segments)?;
-        self.conn
-            .prepare_cached("UPDATE customers SET email = ?2, phone = ?3, birthday = ?4, segments = ?5 WHERE id = ?1")
+        self.db.prepare("UPDATE customers SET email = ?2, phone = ?3, birthday = ?4, segments = ?5 WHERE id = ?1")
             .and_then(|mut st| {
                 st.execute(params![
                     c.id.as_str(),
@@ -737,9 +757,7 @@ impl Tx for SqliteTx<'_> {
     }
 
     async fn add_balances(&mut self, cid: &CustomerId, d: &WalletBalances) -> R<()> {
-        let n = self
-            .conn
-            .prepare_cached(
+        let n = self.db.prepare(
                 "UPDATE customers SET pending = pending + ?2, available = available + ?3, held = held + ?4, debt = debt + ?5
                  WHERE id = ?1",
             )
@@ -759,9 +777,7 @@ impl Tx for SqliteTx<'_> {
     }
 
     async fn order(&mut self, key: &OrderKey) -> R<Option<OrderRecord>> {
-        let row = self
-            .conn
-            .prepare_cached(
+        let row = self.db.prepare(
                 "SELECT customer_id, store_id, currency, placed_at, created_at, redemption_id, redeemed, cashback, total,
                         lot_id, request_hash, available_at, expires_at, partner_id, campaigns
                  FROM orders WHERE channel = ?1 AND order_id = ?2",
@@ -823,8 +839,8 @@ impl Tx for SqliteTx<'_> {
 
     async fn order_channels(&mut self, order_id: &OrderId) -> R<Vec<Channel>> {
         let mut st = self
-            .conn
-            .prepare_cached("SELECT channel FROM orders WHERE order_id = ?1 ORDER BY channel")
+            .db
+            .prepare("SELECT channel FROM orders WHERE order_id = ?1 ORDER BY channel")
             .map_err(db_err)?;
         let rows = st
             .query_map([order_id.as_str()], |r| r.get::<_, String>(0))
@@ -839,8 +855,8 @@ impl Tx for SqliteTx<'_> {
 
     async fn update_order_lines(&mut self, key: &OrderKey, lines: &[LineRecord]) -> R<()> {
         let mut st = self
-            .conn
-            .prepare_cached(
+            .db
+            .prepare(
                 "UPDATE order_lines SET returned_qty = ?4, clawed_back = ?5, restored = ?6
                  WHERE channel = ?1 AND order_id = ?2 AND line_no = ?3",
             )
@@ -864,9 +880,7 @@ impl Tx for SqliteTx<'_> {
         key: &OrderKey,
         return_id: &ReturnId,
     ) -> R<Option<ReturnRecord>> {
-        let row: Option<(String, String, i64)> = self
-            .conn
-            .prepare_cached(
+        let row: Option<(String, String, i64)> = self.db.prepare(
                 "SELECT request_hash, receipt, created_at FROM returns WHERE channel = ?1 AND order_id = ?2 AND return_id = ?3",
             )
             .and_then(|mut st| {
@@ -889,8 +903,7 @@ impl Tx for SqliteTx<'_> {
     }
 
     async fn insert_return(&mut self, r: &ReturnRecord) -> R<()> {
-        self.conn
-            .prepare_cached(
+        self.db.prepare(
                 "INSERT INTO returns (channel, order_id, return_id, request_hash, receipt, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )
@@ -910,8 +923,7 @@ impl Tx for SqliteTx<'_> {
 
     async fn insert_lot(&mut self, l: &LotRecord) -> R<i64> {
         let campaigns = stored::lot_campaigns_json(&l.campaigns)?;
-        self.conn
-            .prepare_cached(
+        self.db.prepare(
                 "INSERT INTO lots (customer_id, order_channel, order_id, amount, remaining, available_at, expires_at, state,
                      created_at, expiry_warned, campaigns)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
@@ -932,13 +944,11 @@ impl Tx for SqliteTx<'_> {
                 ])
             })
             .map_err(db_err)?;
-        Ok(self.conn.last_insert_rowid())
+        Ok(self.db.conn.last_insert_rowid())
     }
 
     async fn update_lot(&mut self, l: &LotRecord) -> R<()> {
-        let n = self
-            .conn
-            .prepare_cached(
+        let n = self.db.prepare(
                 "UPDATE lots SET remaining = ?2, expires_at = ?3, state = ?4, expiry_warned = ?5 WHERE id = ?1",
             )
             .and_then(|mut st| {
@@ -959,8 +969,8 @@ impl Tx for SqliteTx<'_> {
     }
 
     async fn lots_by_id(&mut self, ids: &[i64]) -> R<Vec<LotRecord>> {
-        let sql = format!("SELECT {LOT_COLS} FROM lots WHERE id = ?1");
-        let mut st = self.conn.prepare_cached(&sql).map_err(db_err)?;
+        let sql = concat!("SELECT ", lot_cols!(), " FROM lots WHERE id = ?1");
+        let mut st = self.db.prepare(sql).map_err(db_err)?;
         let mut out = Vec::with_capacity(ids.len());
         for lid in ids {
             if let Some(row) = st.query_row([lid], lot_row).optional().map_err(db_err)? {
@@ -971,20 +981,22 @@ impl Tx for SqliteTx<'_> {
     }
 
     async fn open_lots(&mut self, cid: &CustomerId) -> R<Vec<LotRecord>> {
-        let sql = format!(
-            "SELECT {LOT_COLS} FROM lots
-             WHERE customer_id = ?1 AND state IN ('pending', 'available') AND remaining > 0 ORDER BY id"
-        );
-        let mut st = self.conn.prepare_cached(&sql).map_err(db_err)?;
+        let sql = concat!("SELECT ", lot_cols!(), " FROM lots
+             WHERE customer_id = ?1 AND state IN ('pending', 'available') AND remaining > 0 ORDER BY id");
+        let mut st = self.db.prepare(sql).map_err(db_err)?;
         let rows = st.query_map([cid.as_str()], lot_row).map_err(db_err)?;
         rows.map(|r| lot_from(r.map_err(db_err)?)).collect()
     }
 
     async fn redemption(&mut self, rid: &RedemptionId) -> R<Option<RedemptionRecord>> {
-        let sql = format!("SELECT {REDEMPTION_COLS} FROM redemptions WHERE id = ?1");
+        let sql = concat!(
+            "SELECT ",
+            redemption_cols!(),
+            " FROM redemptions WHERE id = ?1"
+        );
         let row = self
-            .conn
-            .prepare_cached(&sql)
+            .db
+            .prepare(sql)
             .and_then(|mut st| st.query_row([rid.as_str()], redemption_row).optional())
             .map_err(db_err)?;
         row.map(redemption_from).transpose()
@@ -992,8 +1004,7 @@ impl Tx for SqliteTx<'_> {
 
     async fn insert_redemption(&mut self, r: &RedemptionRecord) -> R<()> {
         let allocations = json(&r.allocations)?;
-        self.conn
-            .prepare_cached(
+        self.db.prepare(
                 "INSERT INTO redemptions (id, customer_id, channel, store_id, state, amount, captured, order_total,
                      created_at, expires_at, request_hash, order_channel, order_id, allocations)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
@@ -1022,9 +1033,7 @@ impl Tx for SqliteTx<'_> {
 
     async fn update_redemption(&mut self, r: &RedemptionRecord) -> R<()> {
         let allocations = json(&r.allocations)?;
-        let n = self
-            .conn
-            .prepare_cached(
+        let n = self.db.prepare(
                 "UPDATE redemptions SET state = ?2, captured = ?3, order_channel = ?4, order_id = ?5, allocations = ?6
                  WHERE id = ?1",
             )
@@ -1047,8 +1056,12 @@ impl Tx for SqliteTx<'_> {
     }
 
     async fn held_redemptions(&mut self, cid: &CustomerId) -> R<Vec<RedemptionRecord>> {
-        let sql = format!("SELECT {REDEMPTION_COLS} FROM redemptions WHERE customer_id = ?1 AND state = 'held' ORDER BY id");
-        let mut st = self.conn.prepare_cached(&sql).map_err(db_err)?;
+        let sql = concat!(
+            "SELECT ",
+            redemption_cols!(),
+            " FROM redemptions WHERE customer_id = ?1 AND state = 'held' ORDER BY id"
+        );
+        let mut st = self.db.prepare(sql).map_err(db_err)?;
         let rows = st
             .query_map([cid.as_str()], redemption_row)
             .map_err(db_err)?;
@@ -1057,8 +1070,7 @@ impl Tx for SqliteTx<'_> {
 
     async fn append_entry(&mut self, e: &JournalEntry) -> R<i64> {
         let refs = &e.refs;
-        self.conn
-            .prepare_cached(
+        self.db.prepare(
                 "INSERT INTO journal (at, customer_id, asset, kind, explanation, order_channel, order_id, redemption_id,
                      return_id, lot_id)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
@@ -1078,12 +1090,10 @@ impl Tx for SqliteTx<'_> {
                 ])
             })
             .map_err(db_err)?;
-        let seq = self.conn.last_insert_rowid();
+        let seq = self.db.conn.last_insert_rowid();
         let mut st = self
-            .conn
-            .prepare_cached(
-                "INSERT INTO postings (seq, idx, account, amount) VALUES (?1, ?2, ?3, ?4)",
-            )
+            .db
+            .prepare("INSERT INTO postings (seq, idx, account, amount) VALUES (?1, ?2, ?3, ?4)")
             .map_err(db_err)?;
         for (i, p) in e.entry.postings.iter().enumerate() {
             st.execute(params![seq, i as i64, p.account.as_str(), p.amount_minor])
@@ -1094,10 +1104,8 @@ impl Tx for SqliteTx<'_> {
 
     async fn append_event(&mut self, e: &EventRecord) -> R<i64> {
         let payload = json(&e.payload)?;
-        self.conn
-            .prepare_cached(
-                "INSERT INTO events (at, kind, customer_id, payload) VALUES (?1, ?2, ?3, ?4)",
-            )
+        self.db
+            .prepare("INSERT INTO events (at, kind, customer_id, payload) VALUES (?1, ?2, ?3, ?4)")
             .and_then(|mut st| {
                 st.execute(params![
                     micros(e.at),
@@ -1107,7 +1115,7 @@ impl Tx for SqliteTx<'_> {
                 ])
             })
             .map_err(db_err)?;
-        Ok(self.conn.last_insert_rowid())
+        Ok(self.db.conn.last_insert_rowid())
     }
 
     async fn customers_with_due_work(
@@ -1117,8 +1125,8 @@ impl Tx for SqliteTx<'_> {
         limit: usize,
     ) -> R<Vec<CustomerId>> {
         let mut st = self
-            .conn
-            .prepare_cached(
+            .db
+            .prepare(
                 "SELECT customer_id FROM lots WHERE state = 'pending' AND available_at <= ?1
                  UNION
                  SELECT customer_id FROM lots
@@ -1145,11 +1153,13 @@ impl Tx for SqliteTx<'_> {
         before_seq: Option<i64>,
         limit: usize,
     ) -> R<Vec<JournalEntry>> {
-        let sql = format!(
-            "SELECT {JOURNAL_COLS} FROM journal WHERE customer_id = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3"
+        let sql = concat!(
+            "SELECT ",
+            journal_cols!(),
+            " FROM journal WHERE customer_id = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3"
         );
         self.journal_rows(
-            &sql,
+            sql,
             &[
                 &cid.as_str(),
                 &before_seq.unwrap_or(i64::MAX),
@@ -1159,9 +1169,7 @@ impl Tx for SqliteTx<'_> {
     }
 
     async fn events(&mut self, after_seq: Option<i64>, limit: usize) -> R<Vec<EventRecord>> {
-        let mut st = self
-            .conn
-            .prepare_cached("SELECT seq, at, kind, customer_id, payload FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2")
+        let mut st = self.db.prepare("SELECT seq, at, kind, customer_id, payload FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2")
             .map_err(db_err)?;
         let rows = st
             .query_map(params![after_seq.unwrap_or(0), limit as i64], |r| {
@@ -1189,8 +1197,8 @@ impl Tx for SqliteTx<'_> {
 
     async fn program_totals(&mut self) -> R<ProgramTotals> {
         let mut st = self
-            .conn
-            .prepare_cached("SELECT account, SUM(amount) FROM postings GROUP BY account")
+            .db
+            .prepare("SELECT account, SUM(amount) FROM postings GROUP BY account")
             .map_err(db_err)?;
         let rows = st
             .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
@@ -1208,8 +1216,8 @@ impl Tx for SqliteTx<'_> {
 
     async fn customer_posting_sums(&mut self, cid: &CustomerId) -> R<WalletBalances> {
         let mut st = self
-            .conn
-            .prepare_cached(
+            .db
+            .prepare(
                 "SELECT p.account, SUM(p.amount) FROM journal j JOIN postings p ON p.seq = j.seq
                  WHERE j.customer_id = ?1 GROUP BY p.account",
             )
@@ -1236,8 +1244,8 @@ impl Tx for SqliteTx<'_> {
         limit: usize,
     ) -> R<Vec<CustomerId>> {
         let mut st = self
-            .conn
-            .prepare_cached("SELECT id FROM customers WHERE id > ?1 ORDER BY id LIMIT ?2")
+            .db
+            .prepare("SELECT id FROM customers WHERE id > ?1 ORDER BY id LIMIT ?2")
             .map_err(db_err)?;
         let rows = st
             .query_map(
@@ -1250,8 +1258,8 @@ impl Tx for SqliteTx<'_> {
     }
 
     async fn campaign(&mut self, cid: &CampaignId, _lock: bool) -> R<Option<CampaignRecord>> {
-        let sql = format!("{CAMPAIGN_SELECT} WHERE c.id = ?1");
-        let mut st = self.conn.prepare_cached(&sql).map_err(db_err)?;
+        let sql = concat!(campaign_select!(), " WHERE c.id = ?1");
+        let mut st = self.db.prepare(sql).map_err(db_err)?;
         let row = st
             .query_row([cid.as_str()], campaign_row)
             .optional()
@@ -1260,24 +1268,24 @@ impl Tx for SqliteTx<'_> {
     }
 
     async fn campaigns(&mut self) -> R<Vec<CampaignRecord>> {
-        let sql = format!("{CAMPAIGN_SELECT} ORDER BY c.id");
-        let mut st = self.conn.prepare_cached(&sql).map_err(db_err)?;
+        let sql = concat!(campaign_select!(), " ORDER BY c.id");
+        let mut st = self.db.prepare(sql).map_err(db_err)?;
         let rows = st.query_map([], campaign_row).map_err(db_err)?;
         rows.map(|r| self.campaign_from(r.map_err(db_err)?))
             .collect()
     }
 
     async fn campaigns_revision(&mut self) -> R<i64> {
-        self.conn
-            .prepare_cached("SELECT revision FROM campaign_revision WHERE id = 1")
+        self.db
+            .prepare("SELECT revision FROM campaign_revision WHERE id = 1")
             .and_then(|mut st| st.query_row([], |r| r.get(0)))
             .map_err(db_err)
     }
 
     async fn campaign_versions(&mut self, cid: &CampaignId) -> R<Vec<CampaignVersionRecord>> {
         let mut st = self
-            .conn
-            .prepare_cached(
+            .db
+            .prepare(
                 "SELECT campaign_id, version, status, action, definition, changes, actor, at
                  FROM campaign_versions WHERE campaign_id = ?1 ORDER BY version",
             )
@@ -1293,8 +1301,7 @@ impl Tx for SqliteTx<'_> {
         }
         let definition = json(&v.definition)?;
         let changes = json(&v.changes)?;
-        self.conn
-            .prepare_cached(
+        self.db.prepare(
                 "INSERT INTO campaign_versions (campaign_id, version, status, action, definition, changes, actor, at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )
@@ -1311,8 +1318,7 @@ impl Tx for SqliteTx<'_> {
                 ])
             })
             .map_err(db_err)?;
-        self.conn
-            .prepare_cached(
+        self.db.prepare(
                 "INSERT INTO campaigns (id, version, status, budget, created_at, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?5)
                  ON CONFLICT (id) DO UPDATE SET version = excluded.version, status = excluded.status,
@@ -1328,8 +1334,8 @@ impl Tx for SqliteTx<'_> {
                 ])
             })
             .map_err(db_err)?;
-        self.conn
-            .prepare_cached("UPDATE campaign_revision SET revision = revision + 1 WHERE id = 1")
+        self.db
+            .prepare("UPDATE campaign_revision SET revision = revision + 1 WHERE id = 1")
             .and_then(|mut st| st.execute([]))
             .map_err(db_err)?;
         Ok(())
@@ -1345,7 +1351,7 @@ impl Tx for SqliteTx<'_> {
         };
         let mut out = Vec::with_capacity(ids.len());
         for cid in ids {
-            if let Some((spent, _)) = budgets.spent(self.conn, cid)? {
+            if let Some((spent, _)) = budgets.spent(self.db.conn, cid)? {
                 out.push((cid.clone(), spent));
             }
         }
@@ -1354,7 +1360,7 @@ impl Tx for SqliteTx<'_> {
 
     async fn spend_budget(&mut self, cid: &CampaignId, amount_minor: i64) -> R<()> {
         match self.budgets.as_mut() {
-            Some(b) => b.debit(self.conn, cid, amount_minor),
+            Some(b) => b.debit(self.db.conn, cid, amount_minor),
             None => Err(StoreError::Unavailable(
                 "a budget is debited only in a write transaction".into(),
             )),
@@ -1363,8 +1369,8 @@ impl Tx for SqliteTx<'_> {
 
     async fn campaign_usage(&mut self, cid: &CustomerId, keys: &[UsageKey]) -> R<Vec<UsageRow>> {
         let mut st = self
-            .conn
-            .prepare_cached(
+            .db
+            .prepare(
                 "SELECT amount FROM campaign_usage WHERE customer_id = ?1 AND campaign_id = ?2
                      AND period = ?3 AND period_start = ?4",
             )
@@ -1396,9 +1402,7 @@ impl Tx for SqliteTx<'_> {
     }
 
     async fn add_campaign_usage(&mut self, cid: &CustomerId, rows: &[UsageRow]) -> R<()> {
-        let mut st = self
-            .conn
-            .prepare_cached(
+        let mut st = self.db.prepare(
                 "INSERT INTO campaign_usage (customer_id, campaign_id, period, period_start, amount)
                  VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT DO UPDATE SET amount = amount + excluded.amount",
@@ -1418,8 +1422,8 @@ impl Tx for SqliteTx<'_> {
     }
 
     async fn customer_has_orders(&mut self, cid: &CustomerId) -> R<bool> {
-        self.conn
-            .prepare_cached("SELECT EXISTS (SELECT 1 FROM orders WHERE customer_id = ?1)")
+        self.db
+            .prepare("SELECT EXISTS (SELECT 1 FROM orders WHERE customer_id = ?1)")
             .and_then(|mut st| st.query_row([cid.as_str()], |r| r.get(0)))
             .map_err(db_err)
     }
@@ -1431,8 +1435,8 @@ impl Tx for SqliteTx<'_> {
         until: DateTime<Utc>,
     ) -> R<Vec<(Category, i64)>> {
         let mut st = self
-            .conn
-            .prepare_cached(
+            .db
+            .prepare(
                 "SELECT l.category, SUM(l.net) FROM orders o
                  JOIN order_lines l ON l.channel = o.channel AND l.order_id = o.order_id
                  WHERE o.customer_id = ?1 AND o.placed_at >= ?2 AND o.placed_at < ?3
@@ -1468,9 +1472,7 @@ impl Tx for SqliteTx<'_> {
         };
         // Two statements, neither sorting: the page of orders straight out of
         // `orders_by_placed`, then each order's lines by their primary key.
-        let mut orders = self
-            .conn
-            .prepare_cached(
+        let mut orders = self.db.prepare(
                 "SELECT channel, order_id, customer_id, store_id, currency, placed_at, created_at,
                         redeemed, cashback, partner_id
                  FROM orders INDEXED BY orders_by_placed
@@ -1479,8 +1481,8 @@ impl Tx for SqliteTx<'_> {
             )
             .map_err(db_err)?;
         let mut lines = self
-            .conn
-            .prepare_cached(
+            .db
+            .prepare(
                 "SELECT line_id, sku, category, tags, quantity, unit_price, discount
                  FROM order_lines WHERE channel = ?1 AND order_id = ?2 ORDER BY line_no",
             )
@@ -1528,9 +1530,7 @@ impl Tx for SqliteTx<'_> {
     }
 
     async fn api_key_by_hash(&mut self, secret_sha256: &str) -> R<Option<ApiKeyRecord>> {
-        let row: Option<(String, String, Option<String>, Option<String>, i64)> = self
-            .conn
-            .prepare_cached("SELECT id, role, channel, store_id, created_at FROM api_keys WHERE secret_sha256 = ?1")
+        let row: Option<(String, String, Option<String>, Option<String>, i64)> = self.db.prepare("SELECT id, role, channel, store_id, created_at FROM api_keys WHERE secret_sha256 = ?1")
             .and_then(|mut st| {
                 st.query_row([secret_sha256], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
                     .optional()
@@ -1550,8 +1550,7 @@ impl Tx for SqliteTx<'_> {
     }
 
     async fn insert_api_key(&mut self, k: &ApiKeyRecord) -> R<()> {
-        self.conn
-            .prepare_cached(
+        self.db.prepare(
                 "INSERT INTO api_keys (secret_sha256, id, role, channel, store_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )
             .and_then(|mut st| {
@@ -1578,12 +1577,14 @@ impl Tx for SqliteTx<'_> {
         // A first load: inserting every order into its secondary indexes one by one costs
         // more than building them once, sorted, at the end.
         let empty: bool = self
+            .db
             .conn
             .query_row("SELECT NOT EXISTS (SELECT 1 FROM orders)", [], |r| r.get(0))
             .map_err(db_err)?;
         if empty {
             for (name, _) in DEFERRED_ORDER_INDEXES {
-                self.conn
+                self.db
+                    .conn
                     .execute_batch(&format!("DROP INDEX IF EXISTS {name}"))
                     .map_err(db_err)?;
             }
@@ -1593,7 +1594,7 @@ impl Tx for SqliteTx<'_> {
 
     async fn import_finish(&mut self) -> R<()> {
         for (_, create) in DEFERRED_ORDER_INDEXES {
-            self.conn.execute_batch(create).map_err(db_err)?;
+            self.db.conn.execute_batch(create).map_err(db_err)?;
         }
         Ok(())
     }
@@ -1602,7 +1603,7 @@ impl Tx for SqliteTx<'_> {
 
     async fn metric_customers(&mut self, facts: &mut Facts) -> R<()> {
         let sql = "SELECT id, segments, pending + available + held FROM customers";
-        each_row(self.conn, sql, |r| {
+        each_row(self.db.conn, sql, |r| {
             let ix = facts.customer(text(r, 0)?).map_err(corrupt)? as usize;
             let segments: Vec<String> = from_json(text(r, 1)?)?;
             let c = &mut facts.customers[ix];
@@ -1620,7 +1621,7 @@ impl Tx for SqliteTx<'_> {
         // the order scan (also in rowid order: a rowid table's own order, no sort) walks
         // them alongside, so no order is looked up by id.
         let mut returned: Vec<(i64, i64, i64)> = Vec::new();
-        each_row(self.conn, metrics_sql::RETURNED_BY_ORDER_ROWID, |r| {
+        each_row(self.db.conn, metrics_sql::RETURNED_BY_ORDER_ROWID, |r| {
             returned.push((
                 r.get(0).map_err(db_err)?,
                 r.get(1).map_err(db_err)?,
@@ -1630,6 +1631,7 @@ impl Tx for SqliteTx<'_> {
         })?;
         let mut returned = returned.into_iter().peekable();
         let capacity: Option<i64> = self
+            .db
             .conn
             .query_row("SELECT MAX(rowid) FROM orders", [], |r| r.get(0))
             .map_err(db_err)?;
@@ -1639,7 +1641,7 @@ impl Tx for SqliteTx<'_> {
         let sql = "SELECT customer_id, channel, store_id, placed_at, total, cashback, rowid,
                           lot_id
                    FROM orders ORDER BY rowid";
-        each_row(self.conn, sql, |r| {
+        each_row(self.db.conn, sql, |r| {
             let (customer, store) = facts
                 .customer_at(text(r, 0)?, opt_text(r, 2)?)
                 .map_err(corrupt)?;
@@ -1674,7 +1676,7 @@ impl Tx for SqliteTx<'_> {
     async fn metric_redemptions(&mut self, facts: &mut Facts) -> R<()> {
         let sql = "SELECT customer_id, channel, store_id, created_at, allocations
                    FROM redemptions WHERE state = 'captured'";
-        each_row(self.conn, sql, |r| {
+        each_row(self.db.conn, sql, |r| {
             let (customer, store) = facts
                 .customer_at(text(r, 0)?, opt_text(r, 2)?)
                 .map_err(corrupt)?;
@@ -1699,7 +1701,7 @@ impl Tx for SqliteTx<'_> {
     }
 
     async fn metric_expiries(&mut self, facts: &mut Facts) -> R<()> {
-        each_row(self.conn, metrics_sql::EXPIRY_FACTS, |r| {
+        each_row(self.db.conn, metrics_sql::EXPIRY_FACTS, |r| {
             let customer = facts.customer(text(r, 0)?).map_err(corrupt)?;
             facts.expiries.push(ExpiryFact {
                 customer,
@@ -1712,8 +1714,8 @@ impl Tx for SqliteTx<'_> {
 
     async fn liability_moves_after(&mut self, after: DateTime<Utc>) -> R<Vec<(CustomerId, i64)>> {
         let mut st = self
-            .conn
-            .prepare_cached(metrics_sql::LIABILITY_MOVES_AFTER)
+            .db
+            .prepare(metrics_sql::LIABILITY_MOVES_AFTER)
             .map_err(db_err)?;
         let rows = st
             .query_map([micros(after)], |r| {
@@ -1730,8 +1732,8 @@ impl Tx for SqliteTx<'_> {
     async fn metric_campaign_lots(&mut self, campaign: &CampaignId, facts: &mut Facts) -> R<()> {
         facts.campaign_read(campaign);
         let mut st = self
-            .conn
-            .prepare_cached(metrics_sql::CAMPAIGN_LOTS)
+            .db
+            .prepare(metrics_sql::CAMPAIGN_LOTS)
             .map_err(db_err)?;
         let mut rows = st
             .query(stored::campaign_lot_patterns(campaign))
@@ -1746,8 +1748,8 @@ impl Tx for SqliteTx<'_> {
     async fn record_assignment(&mut self, a: &AssignmentRecord) -> R<AssignmentRecord> {
         // Callers read first, so the insert is the common case.
         let inserted = self
-            .conn
-            .prepare_cached(
+            .db
+            .prepare(
                 "INSERT INTO experiment_assignments
                    (experiment_id, customer_id, arm, share_bp, first_seen_at)
                  VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
@@ -1776,8 +1778,8 @@ impl Tx for SqliteTx<'_> {
         customer: &CustomerId,
     ) -> R<Option<AssignmentRecord>> {
         let row: Option<(String, i64, i64)> = self
-            .conn
-            .prepare_cached(
+            .db
+            .prepare(
                 "SELECT arm, share_bp, first_seen_at FROM experiment_assignments
                  WHERE experiment_id = ?1 AND customer_id = ?2",
             )
@@ -1802,8 +1804,8 @@ impl Tx for SqliteTx<'_> {
 
     async fn assignments(&mut self, experiment_id: &str) -> R<Vec<AssignmentRecord>> {
         let mut st = self
-            .conn
-            .prepare_cached(
+            .db
+            .prepare(
                 "SELECT customer_id, arm, share_bp, first_seen_at FROM experiment_assignments
                  WHERE experiment_id = ?1 ORDER BY customer_id",
             )
@@ -1833,8 +1835,8 @@ impl Tx for SqliteTx<'_> {
 
     async fn experiments(&mut self) -> R<Vec<ExperimentCounts>> {
         let mut st = self
-            .conn
-            .prepare_cached(
+            .db
+            .prepare(
                 "SELECT experiment_id, SUM(arm = 'treatment'), SUM(arm = 'holdout')
                  FROM experiment_assignments GROUP BY experiment_id ORDER BY experiment_id",
             )
