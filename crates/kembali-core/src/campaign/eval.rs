@@ -24,6 +24,7 @@ use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::cmp::{Ordering, Reverse};
 
 /// What the engine knows about the customer at the time of the order.
@@ -157,6 +158,9 @@ struct Prep<'o> {
     moment: Moment,
     /// The campaigns the order can reach ([`super::reach`]): the only ones visited.
     reach: Mask,
+    /// What each campaign visited so far pays before caps, by index in the set: an engine
+    /// lists the capped candidates and then evaluates, and both visit the same campaigns.
+    matched: RefCell<Vec<(usize, Option<Matched>)>>,
 }
 
 impl<'o> Prep<'o> {
@@ -215,8 +219,31 @@ impl<'o> Prep<'o> {
             eligible_open,
             moment: Moment::new(ctx.at, ctx.zone),
             reach,
+            matched: RefCell::new(Vec::new()),
         }
     }
+
+    /// Campaign `index`'s [`Matched`], made by `make` the first time it is asked for.
+    fn matched(&self, index: usize, make: impl FnOnce() -> Option<Matched>) -> Option<Matched> {
+        if let Some(&(_, m)) = self.matched.borrow().iter().find(|(i, _)| *i == index) {
+            return m;
+        }
+        let m = make();
+        self.matched.borrow_mut().push((index, m));
+        m
+    }
+}
+
+/// What a campaign that matches the order pays it before caps, which usage never changes.
+#[derive(Debug, Clone, Copy)]
+struct Matched {
+    /// The customer's favourite category the reward is on (index into
+    /// [`CustomerFacts::favourites`]).
+    favourite: Option<usize>,
+    eligible_minor: i64,
+    rate: Option<BasisPoints>,
+    tier_from: Option<i64>,
+    uncapped_minor: i64,
 }
 
 /// Who a candidate is: the base rate or the campaign at this index of the set (sorted by id,
@@ -267,11 +294,11 @@ fn evaluate_prepared(prep: &Prep<'_>, ctx: &EvalContext<'_>) -> Evaluation {
 }
 
 /// An order prepared once (its lines' amounts and names, its instant in the zone, the
-/// campaigns it reaches) for the calls an engine makes on it in turn: the holdout and capped
-/// candidates, then the evaluation once usage is read. Each call gives exactly what the
-/// free function of the same name gives; a context whose campaigns, instant, zone,
-/// redeemed amount or customer segments differ from the one it was prepared with is
-/// prepared again.
+/// campaigns it reaches, what each campaign visited pays before caps) for the calls an
+/// engine makes on it in turn: the holdout and capped candidates, then the evaluation once
+/// usage is read. Each call gives exactly what the free function of the same name gives; a
+/// context that differs from the one it was prepared with in anything but usage and
+/// holdouts is prepared again.
 pub struct Prepared<'o> {
     prep: Prep<'o>,
     made_for: PreparedFor,
@@ -287,6 +314,14 @@ struct PreparedFor {
     redeemed_minor: i64,
     /// The customer's segments (campaigns filed under a segment are reached through them).
     segments: Vec<Segment>,
+    /// What matching reads besides: the rest of the customer's facts (but their holdouts,
+    /// which only decide what a matched campaign is left out of), the partner and the base
+    /// rate (a multiplier's rate).
+    first_purchase: bool,
+    birthday: Option<NaiveDate>,
+    favourites: Vec<(u32, Category)>,
+    partner: Option<PartnerId>,
+    base_rate: BasisPoints,
 }
 
 impl PreparedFor {
@@ -297,6 +332,11 @@ impl PreparedFor {
             zone: ctx.zone,
             redeemed_minor: ctx.redeemed_minor,
             segments: ctx.customer.segments.to_vec(),
+            first_purchase: ctx.customer.first_purchase,
+            birthday: ctx.customer.birthday,
+            favourites: ctx.customer.favourites.to_vec(),
+            partner: ctx.partner.cloned(),
+            base_rate: ctx.settings.base_rate_bp,
         }
     }
 
@@ -306,6 +346,11 @@ impl PreparedFor {
             && self.zone == ctx.zone
             && self.redeemed_minor == ctx.redeemed_minor
             && self.segments == ctx.customer.segments
+            && self.first_purchase == ctx.customer.first_purchase
+            && self.birthday == ctx.customer.birthday
+            && self.favourites == ctx.customer.favourites
+            && self.partner.as_ref() == ctx.partner
+            && self.base_rate == ctx.settings.base_rate_bp
     }
 }
 
@@ -602,12 +647,13 @@ fn rate_amount(eligible_minor: i64, rate: BasisPoints) -> i64 {
     round_half_even(i128::from(eligible_minor) * i128::from(rate.0), 10_000) as i64
 }
 
-fn assess<'c>(
+/// What campaign `index` (version `v`) pays the order before caps, if it matches.
+fn matched(
     prep: &Prep<'_>,
-    ctx: &EvalContext<'c>,
+    ctx: &EvalContext<'_>,
     index: usize,
-    v: &'c CampaignVersion,
-) -> Option<Assessed<'c>> {
+    v: &CampaignVersion,
+) -> Option<Matched> {
     let r = &v.rules;
     if !order_matches(v, prep, ctx) {
         return None;
@@ -617,12 +663,12 @@ fn assess<'c>(
             ctx.customer
                 .favourites
                 .iter()
-                .find(|(d, _)| *d == lookback_days)
-                .map(|(_, c)| c)?,
+                .position(|(d, _)| *d == lookback_days)?,
         ),
         _ => None,
     };
-    let eligible = campaign_eligible(prep, ctx, index, favourite);
+    let category = favourite.map(|i| &ctx.customer.favourites[i].1);
+    let eligible = campaign_eligible(prep, ctx, index, category);
     if eligible < r.conditions.min_eligible_order_minor {
         return None;
     }
@@ -647,12 +693,30 @@ fn assess<'c>(
         (_, Some(rate)) => rate_amount(eligible, rate),
         (_, None) => unreachable!("every reward but fixed has a rate"),
     };
+    Some(Matched {
+        favourite,
+        eligible_minor: eligible,
+        rate,
+        tier_from,
+        uncapped_minor: uncapped,
+    })
+}
+
+/// What campaign `index` (version `v`) pays the order after its caps, if it matches.
+fn assess<'c>(
+    prep: &Prep<'_>,
+    ctx: &EvalContext<'c>,
+    index: usize,
+    v: &'c CampaignVersion,
+) -> Option<Assessed<'c>> {
+    let m = prep.matched(index, || matched(prep, ctx, index, v))?;
+    let r = &v.rules;
     let mut capped_by = Vec::new();
-    let mut amount = uncapped;
+    let mut amount = m.uncapped_minor;
     if matches!(r.reward, Reward::Fixed { .. }) {
         clip(
             &mut amount,
-            eligible,
+            m.eligible_minor,
             CapKind::EligibleAmount,
             &mut capped_by,
         );
@@ -668,11 +732,11 @@ fn assess<'c>(
         version: Some(v),
         mode: r.stacking.mode,
         priority: i64::from(r.stacking.priority),
-        rate,
-        tier_from,
-        favourite,
-        eligible_minor: eligible,
-        uncapped_minor: uncapped,
+        rate: m.rate,
+        tier_from: m.tier_from,
+        favourite: m.favourite.map(|i| &ctx.customer.favourites[i].1),
+        eligible_minor: m.eligible_minor,
+        uncapped_minor: m.uncapped_minor,
         amount_minor: amount,
         capped_by,
     })

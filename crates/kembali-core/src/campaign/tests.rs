@@ -1257,6 +1257,49 @@ fn a_set_lists_the_favourite_lookbacks_its_campaigns_need() {
     assert_eq!(set.favourite_lookbacks(), vec![30, 90]);
 }
 
+#[test]
+fn a_prepared_order_matches_again_for_another_partner_or_favourite() {
+    let w = World::with(vec![
+        version(
+            "partner",
+            1,
+            json!({"conditions": {"partners": ["pharma-1"]}}),
+        ),
+        version(
+            "liked",
+            1,
+            json!({"reward": {"kind": "favourite_category", "rate_bp": 500, "lookback_days": 90}}),
+        ),
+    ]);
+    let o = order(vec![
+        line("1", "toys", 10_000, &[]),
+        line("2", "home", 20_000, &[]),
+    ]);
+    let toys = [(90, Category::parse("toys").unwrap())];
+    let mut ctx = w.ctx();
+    ctx.customer.favourites = &toys;
+    let prepared = prepare(&o, &ctx);
+    // Placed directly, toys the favourite: the favourite's line earns 5 %.
+    assert_eq!(prepared.evaluate(&ctx).breakdown.total_minor, 500);
+    let pharma = PartnerId::parse("pharma-1").unwrap();
+    let mut through_partner = ctx;
+    through_partner.partner = Some(&pharma);
+    assert_eq!(
+        prepared.evaluate(&through_partner).breakdown.total_minor,
+        3_000 + 500,
+        "the partner's campaign pays 10 % on both lines"
+    );
+    let home = [(90, Category::parse("home").unwrap())];
+    let mut liking_home = ctx;
+    liking_home.customer.favourites = &home;
+    let lines = cashback_per_line(&prepared.evaluate(&liking_home));
+    assert_eq!(
+        lines,
+        vec![0, 1_000],
+        "the favourite moved to the home line"
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // Properties
 
@@ -1366,15 +1409,29 @@ mod properties {
             ),
             prop_oneof![Just(0i64), 1i64..40_000],
             any::<bool>(),
+            prop_oneof![
+                4 => Just(json!({})),
+                1 => Just(json!({"first_purchase_only": true})),
+                1 => Just(json!({"birthday_month": true})),
+                1 => Just(json!({"partners": ["p-1"]})),
+            ],
         )
             .prop_map(
-                |(mut c, (categories, skus, tags), (stores, segments, channels), min, holdout)| {
+                |(
+                    mut c,
+                    (categories, skus, tags),
+                    (stores, segments, channels),
+                    min,
+                    holdout,
+                    facts,
+                )| {
                     merge(
                         &mut c,
                         json!({"conditions": {
                     "categories": categories, "skus": skus, "tags": tags, "stores": stores,
                     "segments": segments, "channels": channels, "min_eligible_order_minor": min}}),
                     );
+                    merge(&mut c, json!({"conditions": facts}));
                     if holdout {
                         merge(&mut c, json!({"holdout": {"share_bp": 1_000}}));
                     }
@@ -1630,6 +1687,39 @@ mod properties {
             fewer.redeemed_minor = w.redeemed_minor;
             fewer.segments = w.segments.clone();
             prop_assert_eq!(prepared.evaluate(&fewer.ctx()), fewer.eval(&o));
+            // Usage and holdouts are not part of a preparation: an engine lists the
+            // candidates before it reads usage, then evaluates with it.
+            let fresh = prepare(&o, &w.ctx());
+            let mut unread = w.ctx();
+            unread.usage = &[];
+            prop_assert_eq!(fresh.capped_candidates(&unread), capped_candidates(&o, &unread));
+            prop_assert_eq!(fresh.evaluate(&w.ctx()), w.eval(&o));
+            let held: Vec<CampaignId> = w.set.versions().iter().map(|v| v.id.clone()).collect();
+            let mut ctx = w.ctx();
+            ctx.customer.held_out = &held;
+            prop_assert_eq!(fresh.evaluate(&ctx), evaluate(&o, &ctx));
+            // The rest of the customer's facts, the partner and the base rate are.
+            let mut ctx = w.ctx();
+            ctx.customer.first_purchase = !ctx.customer.first_purchase;
+            prop_assert_eq!(fresh.evaluate(&ctx), evaluate(&o, &ctx));
+            let mut ctx = w.ctx();
+            ctx.customer.birthday = Some(ctx.at.with_timezone(&ctx.zone).date_naive());
+            prop_assert_eq!(fresh.evaluate(&ctx), evaluate(&o, &ctx));
+            let home = [(90, Category::parse("home").unwrap())];
+            let mut ctx = w.ctx();
+            ctx.customer.favourites = &home;
+            prop_assert_eq!(fresh.evaluate(&ctx), evaluate(&o, &ctx));
+            let partner = PartnerId::parse("p-1").unwrap();
+            let mut ctx = w.ctx();
+            ctx.partner = Some(&partner);
+            prop_assert_eq!(fresh.evaluate(&ctx), evaluate(&o, &ctx));
+            let doubled = ProgramSettings {
+                base_rate_bp: BasisPoints(base * 2 + 1),
+                ..w.settings.clone()
+            };
+            let mut ctx = w.ctx();
+            ctx.settings = &doubled;
+            prop_assert_eq!(fresh.evaluate(&ctx), evaluate(&o, &ctx));
         }
 
         /// Evaluation visits only the campaigns an order reaches (the set's index): it must
