@@ -409,6 +409,18 @@ impl From<&kembali_core::cashback::RuleApplied> for RuleView {
     }
 }
 
+impl From<kembali_core::cashback::RuleApplied> for RuleView {
+    fn from(r: kembali_core::cashback::RuleApplied) -> Self {
+        RuleView {
+            rule: r.rule,
+            rate_bp: r.rate_bp.0,
+            on_minor: r.on_minor,
+            version: r.version,
+            amount_minor: r.amount_minor,
+        }
+    }
+}
+
 /// The answer to `POST /v1/orders`, returned again, unchanged, to every replay.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct OrderReceipt {
@@ -928,16 +940,22 @@ pub struct CampaignOutcomeView {
 
 impl From<&kembali_core::campaign::CampaignOutcome> for CampaignOutcomeView {
     fn from(o: &kembali_core::campaign::CampaignOutcome) -> Self {
+        CampaignOutcomeView::from(o.clone())
+    }
+}
+
+impl From<kembali_core::campaign::CampaignOutcome> for CampaignOutcomeView {
+    fn from(o: kembali_core::campaign::CampaignOutcome) -> Self {
         CampaignOutcomeView {
-            campaign_id: o.campaign_id.to_string(),
+            campaign_id: o.campaign_id.into(),
             version: o.version,
             rate_bp: o.rate_bp.map(|r| r.0),
             eligible_minor: o.eligible_minor,
             uncapped_minor: o.uncapped_minor,
             amount_minor: o.amount_minor,
-            capped_by: o.capped_by.clone(),
-            funding: o.funding.clone(),
-            explanation: o.explanation.clone(),
+            capped_by: o.capped_by,
+            funding: o.funding,
+            explanation: o.explanation,
             held_out: o.held_out,
         }
     }

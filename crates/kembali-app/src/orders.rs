@@ -52,7 +52,7 @@ pub async fn post_order(
         if existing.request_hash != request_hash {
             return Err(AppError::id_reused("order_conflict", "order"));
         }
-        return Ok(order_receipt(&existing));
+        return Ok(order_receipt(existing));
     }
     if order.currency != ctx.settings.currency {
         return Err(AppError::rejected(
@@ -138,7 +138,7 @@ pub async fn post_order(
         lines: order
             .lines
             .into_iter()
-            .zip(&breakdown.lines)
+            .zip(breakdown.lines)
             .map(|(line, cb)| LineRecord {
                 net_minor: cb.net_minor,
                 redeemed_minor: cb.redeemed_minor,
@@ -146,8 +146,8 @@ pub async fn post_order(
                 returned_qty: 0,
                 clawed_back_minor: 0,
                 restored_minor: 0,
-                explanation: cb.explanation.clone(),
-                rules: cb.rules.clone(),
+                explanation: cb.explanation,
+                rules: cb.rules,
                 line,
             })
             .collect(),
@@ -155,34 +155,38 @@ pub async fn post_order(
         campaigns: evaluation.campaigns,
     };
     tx.insert_order(&record).await?;
-    Ok(order_receipt(&record))
+    Ok(order_receipt(record))
 }
 
 /// The answer to an order, built from what is stored, so a replay gets the first answer.
-pub fn order_receipt(o: &OrderRecord) -> OrderReceipt {
+pub fn order_receipt(o: OrderRecord) -> OrderReceipt {
     OrderReceipt {
-        order_id: o.key.order_id.to_string(),
+        order_id: o.key.order_id.into(),
         channel: o.key.channel,
-        store_id: o.store_id.as_ref().map(ToString::to_string),
-        customer_id: o.customer_id.to_string(),
-        currency: o.currency.clone(),
+        store_id: o.store_id.map(Into::into),
+        customer_id: o.customer_id.into(),
+        currency: o.currency,
         total_minor: o.total_minor,
         redeemed_minor: o.redeemed_minor,
         cashback_minor: o.cashback_minor,
         lines: o
             .lines
-            .iter()
+            .into_iter()
             .map(|l| LineCashbackView {
-                line_id: l.line.line_id.to_string(),
+                line_id: l.line.line_id.into(),
                 net_minor: l.net_minor,
                 redeemed_minor: l.redeemed_minor,
                 eligible_minor: l.net_minor - l.redeemed_minor,
                 cashback_minor: l.cashback_minor,
-                explanation: l.explanation.clone(),
-                rules: l.rules.iter().map(RuleView::from).collect(),
+                explanation: l.explanation,
+                rules: l.rules.into_iter().map(RuleView::from).collect(),
             })
             .collect(),
-        campaigns: o.campaigns.iter().map(CampaignOutcomeView::from).collect(),
+        campaigns: o
+            .campaigns
+            .into_iter()
+            .map(CampaignOutcomeView::from)
+            .collect(),
         lot_id: o.lot_id,
         available_at: o.available_at,
         expires_at: o.expires_at,
