@@ -442,8 +442,6 @@ mod tests {
         const DEFAULT_SLOTS: c_int = 123;
         let dir = tempfile::tempdir().unwrap();
         let hold_statements = |conn: &Connection| {
-            conn.execute_batch("CREATE TABLE IF NOT EXISTS t (x TEXT)")
-                .unwrap();
             let mut kept: Vec<_> = (0..80)
                 .map(|i| conn.prepare(&format!("SELECT ?1 || '{i}'")).unwrap())
                 .collect();

@@ -261,6 +261,8 @@ fn instant(us: i64) -> R<DateTime<Utc>> {
     DateTime::from_timestamp_micros(us).ok_or_else(|| corrupt("instant out of range"))
 }
 
+/// Column lists are macros, not constants, so that the statements built from them with
+/// `concat!` are `&'static str`: the writer keeps its statements by their SQL's address.
 macro_rules! customer_cols {
     () => {
         "id, email, phone, birthday, segments, created_at, pending, available, held, debt"
