@@ -399,13 +399,7 @@ impl From<&kembali_core::cashback::LineCashback> for LineCashbackView {
 
 impl From<&kembali_core::cashback::RuleApplied> for RuleView {
     fn from(r: &kembali_core::cashback::RuleApplied) -> Self {
-        RuleView {
-            rule: r.rule.clone(),
-            rate_bp: r.rate_bp.0,
-            on_minor: r.on_minor,
-            version: r.version,
-            amount_minor: r.amount_minor,
-        }
+        RuleView::from(r.clone())
     }
 }
 
