@@ -25,11 +25,12 @@
 //!   would have.
 
 use crate::db_err;
+use crate::statements::Db;
 use foldhash::HashMap;
 use kembali_app::error::StoreError;
 use kembali_app::store::decode::corrupt;
 use kembali_core::ids::CampaignId;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, OptionalExtension};
 
 type R<T> = Result<T, StoreError>;
 
@@ -57,8 +58,8 @@ impl Budget {
 impl PendingBudgets {
     /// What campaign `cid` has spent, its debits in this transaction included, and its limit;
     /// `None` if there is no such campaign.
-    pub fn spent(&mut self, conn: &Connection, cid: &CampaignId) -> R<Option<(i64, Option<i64>)>> {
-        let budget = self.budget(conn, cid)?;
+    pub fn spent(&mut self, db: &Db<'_, '_>, cid: &CampaignId) -> R<Option<(i64, Option<i64>)>> {
+        let budget = self.budget(db, cid)?;
         Ok(budget
             .row
             .map(|(spent, limit)| (spent + budget.pending(), limit)))
@@ -66,8 +67,8 @@ impl PendingBudgets {
 
     /// Debits `amount_minor` from the budget of `cid` for the running job, refused if the
     /// campaign has no budget or it would be overspent.
-    pub fn debit(&mut self, conn: &Connection, cid: &CampaignId, amount_minor: i64) -> R<()> {
-        let budget = self.budget(conn, cid)?;
+    pub fn debit(&mut self, db: &Db<'_, '_>, cid: &CampaignId, amount_minor: i64) -> R<()> {
+        let budget = self.budget(db, cid)?;
         match budget.row {
             Some((spent, Some(limit)))
                 if amount_minor >= 0 && spent + budget.pending() + amount_minor <= limit =>
@@ -82,14 +83,14 @@ impl PendingBudgets {
     }
 
     /// The entry of `cid`, its row read if this transaction does not know it.
-    fn budget(&mut self, conn: &Connection, cid: &CampaignId) -> R<&mut Budget> {
+    fn budget(&mut self, db: &Db<'_, '_>, cid: &CampaignId) -> R<&mut Budget> {
         if !self.0.contains_key(cid) {
             self.0.insert(cid.clone(), Budget::default());
         }
         let budget = self.0.get_mut(cid).expect("inserted above");
         if budget.row.is_none() {
-            budget.row = conn
-                .prepare_cached("SELECT budget_spent, budget FROM campaigns WHERE id = ?1")
+            budget.row = db
+                .prepare("SELECT budget_spent, budget FROM campaigns WHERE id = ?1")
                 .and_then(|mut st| {
                     st.query_row([cid.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
                         .optional()
@@ -128,7 +129,7 @@ impl PendingBudgets {
 
     /// Writes the transaction's debits, one guarded `UPDATE` per campaign, and forgets them.
     /// An error means a row refused its debits: the caller must roll the transaction back.
-    pub fn flush(&mut self, conn: &Connection) -> R<()> {
+    pub fn flush(&mut self, db: &Db<'_, '_>) -> R<()> {
         let debits: Vec<(CampaignId, i64)> = self
             .0
             .drain()
@@ -138,8 +139,8 @@ impl PendingBudgets {
         if debits.is_empty() {
             return Ok(());
         }
-        let mut st = conn
-            .prepare_cached(
+        let mut st = db
+            .prepare(
                 "UPDATE campaigns SET budget_spent = budget_spent + ?2
                  WHERE id = ?1 AND (budget IS NULL OR budget_spent + ?2 <= budget)",
             )
@@ -158,6 +159,7 @@ impl PendingBudgets {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rusqlite::Connection;
 
     fn db() -> Connection {
         let conn = Connection::open_in_memory().unwrap();
@@ -177,7 +179,7 @@ mod tests {
         let conn = db();
         let bf = CampaignId::parse("bf").unwrap();
         let mut p = PendingBudgets::default();
-        p.debit(&conn, &bf, 60).unwrap();
+        p.debit(&Db::cached(&conn), &bf, 60).unwrap();
         p.job_ended(true);
         conn.execute("UPDATE campaigns SET budget = ?1 WHERE id = 'bf'", [limit])
             .unwrap();
@@ -198,20 +200,26 @@ mod tests {
         let conn = db();
         let bf = CampaignId::parse("bf").unwrap();
         let mut p = PendingBudgets::default();
-        p.debit(&conn, &bf, 20).unwrap();
-        assert_eq!(p.spent(&conn, &bf).unwrap(), Some((50, Some(100))));
+        p.debit(&Db::cached(&conn), &bf, 20).unwrap();
+        assert_eq!(
+            p.spent(&Db::cached(&conn), &bf).unwrap(),
+            Some((50, Some(100)))
+        );
         p.job_ended(true);
-        p.debit(&conn, &bf, 40).unwrap();
+        p.debit(&Db::cached(&conn), &bf, 40).unwrap();
         assert_eq!(p.pending(&bf), 60);
         // This job rolls back: its debit goes, the one before stays.
         p.job_ended(false);
-        assert_eq!(p.spent(&conn, &bf).unwrap(), Some((50, Some(100))));
+        assert_eq!(
+            p.spent(&Db::cached(&conn), &bf).unwrap(),
+            Some((50, Some(100)))
+        );
         // Past the limit, counting what is pending: refused, and nothing is pending for it.
-        assert!(p.debit(&conn, &bf, 51).is_err());
-        p.debit(&conn, &bf, 50).unwrap();
+        assert!(p.debit(&Db::cached(&conn), &bf, 51).is_err());
+        p.debit(&Db::cached(&conn), &bf, 50).unwrap();
         p.job_ended(true);
         assert_eq!(row(&conn), 30, "nothing is written before the flush");
-        p.flush(&conn).unwrap();
+        p.flush(&Db::cached(&conn)).unwrap();
         assert_eq!(row(&conn), 100);
         assert_eq!(p.pending(&bf), 0);
     }
@@ -221,10 +229,12 @@ mod tests {
         let conn = db();
         let mut p = PendingBudgets::default();
         for id in ["open", "nobody"] {
-            assert!(p.debit(&conn, &CampaignId::parse(id).unwrap(), 1).is_err());
+            assert!(p
+                .debit(&Db::cached(&conn), &CampaignId::parse(id).unwrap(), 1)
+                .is_err());
         }
         p.job_ended(true);
-        p.flush(&conn).unwrap();
+        p.flush(&Db::cached(&conn)).unwrap();
     }
 
     #[test]
@@ -232,10 +242,10 @@ mod tests {
         // A later job's new version has no budget (as `put_campaign_version` does).
         let (conn, bf, mut p) = sixty_debited_then_limit(None);
         p.forget_row(&bf);
-        assert_eq!(p.spent(&conn, &bf).unwrap(), Some((90, None)));
-        assert!(p.debit(&conn, &bf, 1).is_err());
+        assert_eq!(p.spent(&Db::cached(&conn), &bf).unwrap(), Some((90, None)));
+        assert!(p.debit(&Db::cached(&conn), &bf, 1).is_err());
         p.job_ended(true);
-        p.flush(&conn).unwrap();
+        p.flush(&Db::cached(&conn)).unwrap();
         assert_eq!(row(&conn), 90);
     }
 
@@ -243,7 +253,7 @@ mod tests {
     fn a_flush_the_row_refuses_is_an_error() {
         // Behind the overlay's back (which nothing in the writer does), the limit falls.
         let (conn, _, mut p) = sixty_debited_then_limit(Some(50));
-        assert!(p.flush(&conn).is_err());
+        assert!(p.flush(&Db::cached(&conn)).is_err());
         assert_eq!(row(&conn), 30);
     }
 }

@@ -28,7 +28,7 @@ use kembali_app::error::{AppError, StoreError};
 use kembali_app::store::batch::{erase, ErasedJob};
 use kembali_app::store::{Job, Store, Tx};
 use rusqlite::{Connection, OpenFlags};
-use statements::Statements;
+use statements::{Db, Statements};
 use std::os::raw::{c_int, c_void};
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
@@ -329,7 +329,7 @@ fn run_batch(kept: &Statements<'_>, batch: &mut Vec<ErasedJob>) {
     }
     let ended = match in_doubt {
         Some(e) => Err(e),
-        None => budgets.flush(conn),
+        None => budgets.flush(&Db::kept(kept)),
     };
     let commit_error = ended
         .and_then(|()| conn.execute_batch("COMMIT").map_err(db_err))

@@ -231,8 +231,8 @@ fn json_list<T: serde::Serialize>(items: &[T]) -> R<std::borrow::Cow<'static, st
 }
 
 /// Runs a parameterless query and hands each row to `f`, without collecting them.
-fn each_row(conn: &Connection, sql: &str, mut f: impl FnMut(&Row<'_>) -> R<()>) -> R<()> {
-    let mut st = conn.prepare_cached(sql).map_err(db_err)?;
+fn each_row(db: &Db<'_, '_>, sql: &'static str, mut f: impl FnMut(&Row<'_>) -> R<()>) -> R<()> {
+    let mut st = db.prepare(sql).map_err(db_err)?;
     let mut rows = st.query([]).map_err(db_err)?;
     while let Some(r) = rows.next().map_err(db_err)? {
         f(r)?;
@@ -1353,7 +1353,7 @@ impl Tx for SqliteTx<'_, '_> {
         };
         let mut out = Vec::with_capacity(ids.len());
         for cid in ids {
-            if let Some((spent, _)) = budgets.spent(self.db.conn, cid)? {
+            if let Some((spent, _)) = budgets.spent(&self.db, cid)? {
                 out.push((cid.clone(), spent));
             }
         }
@@ -1362,7 +1362,7 @@ impl Tx for SqliteTx<'_, '_> {
 
     async fn spend_budget(&mut self, cid: &CampaignId, amount_minor: i64) -> R<()> {
         match self.budgets.as_mut() {
-            Some(b) => b.debit(self.db.conn, cid, amount_minor),
+            Some(b) => b.debit(&self.db, cid, amount_minor),
             None => Err(StoreError::Unavailable(
                 "a budget is debited only in a write transaction".into(),
             )),
@@ -1605,7 +1605,7 @@ impl Tx for SqliteTx<'_, '_> {
 
     async fn metric_customers(&mut self, facts: &mut Facts) -> R<()> {
         let sql = "SELECT id, segments, pending + available + held FROM customers";
-        each_row(self.db.conn, sql, |r| {
+        each_row(&self.db, sql, |r| {
             let ix = facts.customer(text(r, 0)?).map_err(corrupt)? as usize;
             let segments: Vec<String> = from_json(text(r, 1)?)?;
             let c = &mut facts.customers[ix];
@@ -1623,7 +1623,7 @@ impl Tx for SqliteTx<'_, '_> {
         // the order scan (also in rowid order: a rowid table's own order, no sort) walks
         // them alongside, so no order is looked up by id.
         let mut returned: Vec<(i64, i64, i64)> = Vec::new();
-        each_row(self.db.conn, metrics_sql::RETURNED_BY_ORDER_ROWID, |r| {
+        each_row(&self.db, metrics_sql::RETURNED_BY_ORDER_ROWID, |r| {
             returned.push((
                 r.get(0).map_err(db_err)?,
                 r.get(1).map_err(db_err)?,
@@ -1643,7 +1643,7 @@ impl Tx for SqliteTx<'_, '_> {
         let sql = "SELECT customer_id, channel, store_id, placed_at, total, cashback, rowid,
                           lot_id
                    FROM orders ORDER BY rowid";
-        each_row(self.db.conn, sql, |r| {
+        each_row(&self.db, sql, |r| {
             let (customer, store) = facts
                 .customer_at(text(r, 0)?, opt_text(r, 2)?)
                 .map_err(corrupt)?;
@@ -1678,7 +1678,7 @@ impl Tx for SqliteTx<'_, '_> {
     async fn metric_redemptions(&mut self, facts: &mut Facts) -> R<()> {
         let sql = "SELECT customer_id, channel, store_id, created_at, allocations
                    FROM redemptions WHERE state = 'captured'";
-        each_row(self.db.conn, sql, |r| {
+        each_row(&self.db, sql, |r| {
             let (customer, store) = facts
                 .customer_at(text(r, 0)?, opt_text(r, 2)?)
                 .map_err(corrupt)?;
@@ -1703,7 +1703,7 @@ impl Tx for SqliteTx<'_, '_> {
     }
 
     async fn metric_expiries(&mut self, facts: &mut Facts) -> R<()> {
-        each_row(self.db.conn, metrics_sql::EXPIRY_FACTS, |r| {
+        each_row(&self.db, metrics_sql::EXPIRY_FACTS, |r| {
             let customer = facts.customer(text(r, 0)?).map_err(corrupt)?;
             facts.expiries.push(ExpiryFact {
                 customer,
