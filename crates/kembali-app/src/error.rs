@@ -27,7 +27,8 @@ pub enum StoreError {
     /// The database cannot be reached or refused the transaction; the caller may retry.
     #[error("store unavailable: {0}")]
     Unavailable(String),
-    /// A uniqueness race with another writer; the use case is safe to run again.
+    /// A uniqueness race with another writer, or a job rolled back with another of its
+    /// batch ([`crate::store::Store::write_repeatable`]); the use case is safe to run again.
     #[error("write conflict: {0}")]
     Conflict(String),
     /// Data read back breaks an invariant: a bug or a damaged database.

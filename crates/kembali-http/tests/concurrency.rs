@@ -40,15 +40,8 @@ async fn send(
     )
 }
 
-fn order(order_id: &str, price_minor: i64) -> Value {
-    json!({
-        "order_id": order_id, "channel": "web", "customer_id": "ana", "currency": "BRL",
-        "lines": [{"line_id": "1", "sku": "tv-55", "category": "electronics", "quantity": 1, "unit_price_minor": price_minor}]
-    })
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn racing_redemptions_and_retries_never_double_count() {
+/// The API on a new SQLite file, with an admin key; the directory lives as long as it is held.
+async fn served() -> (Router, String, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("k.db")).unwrap();
     let clock = Arc::new(TestClock::new(
@@ -60,7 +53,19 @@ async fn racing_redemptions_and_retries_never_double_count() {
         .create_api_key(Role::Admin, None, None)
         .await
         .unwrap();
-    let app = router(AppState::new(engine.clone(), Some(clock), None));
+    (router(AppState::new(engine, Some(clock), None)), admin, dir)
+}
+
+fn order(order_id: &str, price_minor: i64) -> Value {
+    json!({
+        "order_id": order_id, "channel": "web", "customer_id": "ana", "currency": "BRL",
+        "lines": [{"line_id": "1", "sku": "tv-55", "category": "electronics", "quantity": 1, "unit_price_minor": price_minor}]
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_redemptions_and_retries_never_double_count() {
+    let (app, admin, _dir) = served().await;
 
     // 10,00 of cashback, available after the 7-day window.
     let (status, _) = send(
@@ -139,5 +144,50 @@ async fn racing_redemptions_and_retries_never_double_count() {
     let (_, totals) = send(&app, &admin, "GET", "/v1/program/totals", None).await;
     assert_eq!(totals["redeemed_minor"], 1_000);
     assert_eq!(totals["earned_minor"], 2_000);
+    assert_eq!(totals["balanced"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_failing_after_they_wrote_leave_the_orders_beside_them_whole() {
+    let (app, admin, _dir) = served().await;
+
+    // 96 new customers at once. Every third order names a redemption that does not exist:
+    // it fails after its new customer was written, in the batch of orders that succeed.
+    let orders = (0..96).map(|i| {
+        let (app, admin) = (app.clone(), admin.clone());
+        tokio::spawn(async move {
+            let mut body = order(&format!("O{i}"), 20_000);
+            body["customer_id"] = json!(format!("c{i}"));
+            if i % 3 == 0 {
+                body["redemption_id"] = json!("nope");
+            }
+            send(&app, &admin, "POST", "/v1/orders", Some(body)).await
+        })
+    });
+    let answers: Vec<(u16, Value)> = futures::future::join_all(orders)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    for (i, (status, body)) in answers.iter().enumerate() {
+        match i % 3 {
+            0 => assert_eq!(
+                (*status, &body["code"]),
+                (422, &json!("redemption_not_found")),
+                "order {i}"
+            ),
+            _ => assert_eq!(
+                (*status, &body["cashback_minor"]),
+                (200, &json!(1_000)),
+                "order {i}: {body}"
+            ),
+        }
+    }
+    for i in [0, 1, 2, 93, 94, 95] {
+        let (status, _) = send(&app, &admin, "GET", &format!("/v1/customers/c{i}"), None).await;
+        assert_eq!(status, if i % 3 == 0 { 404 } else { 200 }, "customer c{i}");
+    }
+    let (_, totals) = send(&app, &admin, "GET", "/v1/program/totals", None).await;
+    assert_eq!(totals["earned_minor"], 64 * 1_000);
     assert_eq!(totals["balanced"], true);
 }

@@ -1,9 +1,9 @@
 //! SQLite's memory comes from mimalloc (the `kembali` binary's global allocator too) instead
 //! of the C library's `malloc`.
 //!
-//! Why: every writing job runs in its own SAVEPOINT, and SQLite copies each page a job
-//! first changes into an in-memory statement journal made of 1 KiB chunks, one `malloc`
-//! each, freed when the savepoint is released. An order allocates about 80 of them. glibc
+//! Why: writing jobs run under SAVEPOINTs, and SQLite copies each page first changed under
+//! one into an in-memory statement journal made of 1 KiB chunks, one `malloc` each, freed
+//! when the savepoint is released. An order under a savepoint of its own allocates about 80. glibc
 //! serves chunks of that size from its bins at about 340 instructions apiece, some 12 % of
 //! the writer's work per order; mimalloc serves them from its thread-local free lists.
 //!

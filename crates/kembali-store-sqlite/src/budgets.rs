@@ -16,8 +16,9 @@
 //!   transaction debited, and its own debits, exactly as if they had been written.
 //! - A debit is refused, as the guarded `UPDATE` refused it, when it would take the budget
 //!   past its limit.
-//! - A job's debits are kept apart until the job ends: a job that rolls back takes them with
-//!   it ([`PendingBudgets::job_ended`]).
+//! - A job's debits are kept apart until the job ends, and the debits of the jobs that share
+//!   a savepoint until it ends: a job or a savepoint that rolls back takes them with it
+//!   ([`PendingBudgets::job_ended`], [`PendingBudgets::savepoint_ended`]).
 //! - The flush is the guarded `UPDATE` (and the row's `CHECK` stands behind it). If it ever
 //!   refused, the writer rolls the whole transaction back and every job in it fails, so no
 //!   order commits a debit that was not written. A budget removed by a later job of the same
@@ -43,15 +44,17 @@ struct Budget {
     /// The row as this transaction read it: what it had spent and its limit (`None`: no
     /// budget). Read again when unknown: a job that rolled back may have changed the limit.
     row: Option<(i64, Option<i64>)>,
-    /// Debits of the jobs that ended well, not yet written.
+    /// Debits of the jobs whose savepoints were released, not yet written.
     released: i64,
+    /// Debits of the jobs that ended well under the open savepoint.
+    savepoint: i64,
     /// Debits of the running job.
     job: i64,
 }
 
 impl Budget {
     fn pending(&self) -> i64 {
-        self.released + self.job
+        self.released + self.savepoint + self.job
     }
 }
 
@@ -113,13 +116,13 @@ impl PendingBudgets {
         }
     }
 
-    /// The running job ended: its debits stay with the transaction if it `committed`, and
-    /// are dropped with its other writes if it rolled back (which may also have undone a
-    /// change of a limit, so every row is read again).
-    pub fn job_ended(&mut self, committed: bool) {
+    /// The running job ended: its debits stay with its savepoint if it `succeeded`, and are
+    /// dropped if it failed (its writes, if any, may also have changed a limit, so every row
+    /// is read again).
+    pub fn job_ended(&mut self, succeeded: bool) {
         for b in self.0.values_mut() {
-            if committed {
-                b.released += b.job;
+            if succeeded {
+                b.savepoint += b.job;
             } else {
                 b.row = None;
             }
@@ -127,9 +130,28 @@ impl PendingBudgets {
         }
     }
 
+    /// The open savepoint ended: its jobs' debits stay with the transaction if it was
+    /// `released`, and are dropped with its other writes if it was rolled back (which may
+    /// also have undone a change of a limit, so every row is read again).
+    pub fn savepoint_ended(&mut self, released: bool) {
+        for b in self.0.values_mut() {
+            if released {
+                b.released += b.savepoint;
+            } else {
+                b.row = None;
+            }
+            b.savepoint = 0;
+        }
+    }
+
     /// Writes the transaction's debits, one guarded `UPDATE` per campaign, and forgets them.
     /// An error means a row refused its debits: the caller must roll the transaction back.
+    /// Every job and savepoint has ended.
     pub fn flush(&mut self, db: &Db<'_, '_>) -> R<()> {
+        debug_assert!(
+            self.0.values().all(|b| b.savepoint == 0 && b.job == 0),
+            "the transaction's jobs and savepoints have ended"
+        );
         let debits: Vec<(CampaignId, i64)> = self
             .0
             .drain()
@@ -181,6 +203,7 @@ mod tests {
         let mut p = PendingBudgets::default();
         p.debit(&Db::cached(&conn), &bf, 60).unwrap();
         p.job_ended(true);
+        p.savepoint_ended(true);
         conn.execute("UPDATE campaigns SET budget = ?1 WHERE id = 'bf'", [limit])
             .unwrap();
         (conn, bf, p)
@@ -218,10 +241,35 @@ mod tests {
         assert!(p.debit(&Db::cached(&conn), &bf, 51).is_err());
         p.debit(&Db::cached(&conn), &bf, 50).unwrap();
         p.job_ended(true);
+        p.savepoint_ended(true);
         assert_eq!(row(&conn), 30, "nothing is written before the flush");
         p.flush(&Db::cached(&conn)).unwrap();
         assert_eq!(row(&conn), 100);
         assert_eq!(p.pending(&bf), 0);
+    }
+
+    #[test]
+    fn a_savepoint_rolled_back_takes_the_debits_of_its_jobs_and_keeps_those_released_before() {
+        let conn = db();
+        let bf = CampaignId::parse("bf").unwrap();
+        let mut p = PendingBudgets::default();
+        p.debit(&Db::cached(&conn), &bf, 20).unwrap();
+        p.job_ended(true);
+        p.savepoint_ended(true);
+        // Two jobs under the next savepoint: one ended well, one is running.
+        p.debit(&Db::cached(&conn), &bf, 30).unwrap();
+        p.job_ended(true);
+        p.debit(&Db::cached(&conn), &bf, 10).unwrap();
+        assert_eq!(p.pending(&bf), 60);
+        p.job_ended(false);
+        assert_eq!(p.pending(&bf), 50, "the running job's debit goes with it");
+        p.savepoint_ended(false);
+        assert_eq!(
+            p.spent(&Db::cached(&conn), &bf).unwrap(),
+            Some((50, Some(100)))
+        );
+        p.flush(&Db::cached(&conn)).unwrap();
+        assert_eq!(row(&conn), 50);
     }
 
     #[test]
@@ -234,6 +282,7 @@ mod tests {
                 .is_err());
         }
         p.job_ended(true);
+        p.savepoint_ended(true);
         p.flush(&Db::cached(&conn)).unwrap();
     }
 
@@ -245,6 +294,7 @@ mod tests {
         assert_eq!(p.spent(&Db::cached(&conn), &bf).unwrap(), Some((90, None)));
         assert!(p.debit(&Db::cached(&conn), &bf, 1).is_err());
         p.job_ended(true);
+        p.savepoint_ended(true);
         p.flush(&Db::cached(&conn)).unwrap();
         assert_eq!(row(&conn), 90);
     }

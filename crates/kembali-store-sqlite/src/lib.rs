@@ -1,11 +1,13 @@
 //! SQLite adapter of the Store port.
 //!
 //! Writes go to ONE writer thread that owns the only writing connection. It takes every job
-//! waiting in its queue (up to [`MAX_BATCH`]), runs each inside its own SAVEPOINT in one
+//! waiting in its queue (up to [`MAX_BATCH`]), runs them under savepoints in one
 //! `BEGIN IMMEDIATE` transaction, and commits once (group commit): one fsync for the batch
-//! instead of one per request. A job that fails rolls back to its savepoint and the others
-//! in the batch still commit. Callers get their answer only after the COMMIT returned, with
-//! `synchronous=FULL` in WAL mode, so an acknowledged write survives power loss.
+//! instead of one per request. A job that fails rolls back what it wrote and the others in
+//! the batch still commit: a job of its own ([`Store::write`]) rolls back alone; repeatable
+//! jobs in a row share a savepoint, and those a failing one takes with it are answered
+//! "run again" (see [`Savepoint`]). Callers get their answer only after the COMMIT returned,
+//! with `synchronous=FULL` in WAL mode, so an acknowledged write survives power loss.
 //!
 //! Reads run on a small pool of read-only connections (WAL lets them read the last commit
 //! while the writer writes).
@@ -25,7 +27,7 @@ use async_trait::async_trait;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use kembali_app::error::{AppError, StoreError};
-use kembali_app::store::batch::{erase, ErasedJob};
+use kembali_app::store::batch::{erase, Completion, ErasedJob};
 use kembali_app::store::{Job, Store, Tx};
 use rusqlite::{Connection, OpenFlags};
 use statements::{Db, Statements};
@@ -77,7 +79,7 @@ const READER_MMAP_BYTES: i64 = 1 << 30;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct SqliteStore {
-    queue: mpsc::Sender<ErasedJob>,
+    queue: mpsc::Sender<Queued>,
     readers: Arc<Mutex<Vec<Connection>>>,
     reader_slots: Arc<Semaphore>,
 }
@@ -211,6 +213,20 @@ impl SqliteStore {
         })
     }
 
+    /// Queues `job` for the writer and waits for its answer.
+    async fn queue_job<T: Send + 'static>(
+        &self,
+        job: Job<T>,
+        repeatable: bool,
+    ) -> Result<T, AppError> {
+        let (job, answer) = erase(job);
+        self.queue
+            .send(Queued { job, repeatable })
+            .await
+            .map_err(|_| AppError::Store(StoreError::Unavailable("the writer stopped".into())))?;
+        answer.await
+    }
+
     /// Parses `sqlite://path`, `sqlite:path` or `sqlite::memory:`-less file paths.
     pub fn path_from_url(url: &str) -> Option<PathBuf> {
         let rest = url
@@ -263,10 +279,10 @@ fn writer_cache_kib(bytes: i64) -> i64 {
     }
 }
 
-fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<ErasedJob>) {
+fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Queued>) {
     // Declared after the connection, so dropped (finalised) before it.
     let kept = Statements::new(&conn);
-    let mut batch: Vec<ErasedJob> = Vec::with_capacity(MAX_BATCH);
+    let mut batch: Vec<Queued> = Vec::with_capacity(MAX_BATCH);
     let mut cache = WriterCache::new();
     while let Some(first) = rx.blocking_recv() {
         cache.before_batch(&conn);
@@ -283,13 +299,88 @@ fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<ErasedJob>) {
     }
 }
 
-/// Runs a kept statement that takes no parameters (the writer runs `SAVEPOINT` and
-/// `RELEASE` for every job; parsing them each time shows in profiles).
+/// Runs a kept statement that takes no parameters (the writer opens and ends a savepoint for
+/// every few jobs; parsing them each time shows in profiles).
 fn run_kept(kept: &Statements<'_>, sql: &'static str) -> rusqlite::Result<()> {
     kept.take(sql)?.execute([]).map(|_| ())
 }
 
-fn run_batch(kept: &Statements<'_>, batch: &mut Vec<ErasedJob>) {
+/// A job in the writer's queue.
+struct Queued {
+    job: ErasedJob,
+    /// Its caller runs it again when answered [`StoreError::Conflict`]
+    /// ([`Store::write_repeatable`]), so it may share a savepoint with its neighbours.
+    repeatable: bool,
+}
+
+/// What a job rolled back with a failing neighbour hears.
+fn rolled_back_with_neighbour() -> StoreError {
+    StoreError::Conflict("rolled back with a failing job of its batch; run it again".into())
+}
+
+/// The jobs of a transaction under its open savepoint (`SAVEPOINT jobs`).
+///
+/// A savepoint costs the writer more than anything else a job does: SQLite copies every page
+/// the first time it changes under a savepoint, so that the savepoint can be rolled back. A
+/// savepoint per job copied the same hot pages (the indexes' roots and rightmost leaves) for
+/// every job. Repeatable jobs in a row share one savepoint instead, and the pages are copied
+/// once for all of them:
+/// - a job that fails without having changed a row (the total of changed rows did not move)
+///   leaves nothing to undo: it fails alone and its neighbours keep their savepoint;
+/// - a job that fails after writing, or panics, rolls the whole savepoint back; its
+///   neighbours under it hear [`rolled_back_with_neighbour`] and their callers run them
+///   again. The rest of the batch then runs a savepoint per job, so one failure costs at most
+///   one savepoint's reruns;
+/// - a job that is not repeatable runs under a savepoint of its own, as every job once did.
+struct Savepoint {
+    open: bool,
+    /// Jobs that succeeded under the open savepoint: answered when the batch commits, or
+    /// told to run again if the savepoint is rolled back.
+    succeeded: Vec<Completion>,
+}
+
+impl Savepoint {
+    fn open(&mut self, kept: &Statements<'_>) -> rusqlite::Result<()> {
+        if !self.open {
+            run_kept(kept, "SAVEPOINT jobs")?;
+            self.open = true;
+        }
+        Ok(())
+    }
+
+    /// Releases the open savepoint: its jobs' writes join the transaction.
+    fn release(
+        &mut self,
+        kept: &Statements<'_>,
+        budgets: &mut PendingBudgets,
+        done: &mut Vec<Completion>,
+    ) -> rusqlite::Result<()> {
+        if !std::mem::take(&mut self.open) {
+            return Ok(());
+        }
+        let released = run_kept(kept, "RELEASE jobs");
+        budgets.savepoint_ended(released.is_ok());
+        done.append(&mut self.succeeded);
+        released
+    }
+
+    /// Rolls the open savepoint back and tells its jobs that succeeded to run again.
+    fn roll_back(
+        &mut self,
+        kept: &Statements<'_>,
+        budgets: &mut PendingBudgets,
+    ) -> rusqlite::Result<()> {
+        self.open = false;
+        budgets.savepoint_ended(false);
+        let rolled_back = Some(rolled_back_with_neighbour());
+        for c in self.succeeded.drain(..) {
+            c.finish(&rolled_back);
+        }
+        run_kept(kept, "ROLLBACK TO jobs").and_then(|_| run_kept(kept, "RELEASE jobs"))
+    }
+}
+
+fn run_batch(kept: &Statements<'_>, batch: &mut Vec<Queued>) {
     let conn = kept.conn();
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         tracing::error!(error = %e, jobs = batch.len(), "cannot begin a write transaction");
@@ -300,32 +391,63 @@ fn run_batch(kept: &Statements<'_>, batch: &mut Vec<ErasedJob>) {
     let mut done = Vec::with_capacity(batch.len());
     // Budget debits of this transaction's jobs, written just before it commits.
     let mut budgets = PendingBudgets::default();
+    let mut savepoint = Savepoint {
+        open: false,
+        succeeded: Vec::new(),
+    };
+    // Whether repeatable jobs may still share a savepoint (until one fails after writing).
+    let mut sharing = true;
     // A savepoint that could not be ended leaves the transaction in doubt: it is rolled back.
     let mut in_doubt = None;
-    for job in batch.drain(..) {
-        if let Err(e) = run_kept(kept, "SAVEPOINT job") {
+    for Queued { job, repeatable } in batch.drain(..) {
+        let shares = repeatable && sharing;
+        let opened = match shares {
+            true => Ok(()),
+            false => savepoint.release(kept, &mut budgets, &mut done),
+        }
+        .and_then(|()| savepoint.open(kept));
+        if let Err(e) = opened {
             tracing::error!(error = %e, "cannot open a savepoint");
+            in_doubt.get_or_insert(db_err(e));
             continue;
         }
+        let changed_before = conn.total_changes();
         let mut tx = SqliteTx::writing(kept, &mut budgets);
         let outcome = AssertUnwindSafe(job(&mut tx)).catch_unwind();
         let completion = futures::executor::block_on(outcome);
-        let ok = matches!(&completion, Ok(c) if c.ok);
-        let end = if ok {
-            run_kept(kept, "RELEASE job")
-        } else {
-            run_kept(kept, "ROLLBACK TO job").and_then(|_| run_kept(kept, "RELEASE job"))
-        };
-        budgets.job_ended(ok && end.is_ok());
-        if let Err(e) = end {
+        let succeeded = matches!(&completion, Ok(c) if c.ok);
+        budgets.job_ended(succeeded);
+        // A failed job that changed no row (and did not panic) leaves nothing to undo.
+        let wrote = conn.total_changes() != changed_before || completion.is_err();
+        let ended = match (succeeded, wrote) {
+            (true, _) | (false, false) => Ok(()),
+            (false, true) => {
+                if !savepoint.succeeded.is_empty() {
+                    metrics::counter!("store_write_jobs_rolled_back_with_neighbour")
+                        .increment(savepoint.succeeded.len() as u64);
+                }
+                sharing = false;
+                savepoint.roll_back(kept, &mut budgets)
+            }
+        }
+        .and_then(|()| match shares {
+            true => Ok(()),
+            false => savepoint.release(kept, &mut budgets, &mut done),
+        });
+        if let Err(e) = ended {
             tracing::error!(error = %e, "cannot end a savepoint");
             in_doubt.get_or_insert(db_err(e));
         }
         match completion {
+            Ok(c) if succeeded && savepoint.open => savepoint.succeeded.push(c),
             Ok(c) => done.push(c),
             // A panicking job is a bug; its caller sees the dropped channel as an error.
             Err(_) => tracing::error!("a write job panicked; it was rolled back"),
         }
+    }
+    if let Err(e) = savepoint.release(kept, &mut budgets, &mut done) {
+        tracing::error!(error = %e, "cannot end a savepoint");
+        in_doubt.get_or_insert(db_err(e));
     }
     let ended = match in_doubt {
         Some(e) => Err(e),
@@ -347,12 +469,11 @@ fn run_batch(kept: &Statements<'_>, batch: &mut Vec<ErasedJob>) {
 #[async_trait]
 impl Store for SqliteStore {
     async fn write<T: Send + 'static>(&self, job: Job<T>) -> Result<T, AppError> {
-        let (erased, answer) = erase(job);
-        self.queue
-            .send(erased)
-            .await
-            .map_err(|_| AppError::Store(StoreError::Unavailable("the writer stopped".into())))?;
-        answer.await
+        self.queue_job(job, false).await
+    }
+
+    async fn write_repeatable<T: Send + 'static>(&self, job: Job<T>) -> Result<T, AppError> {
+        self.queue_job(job, true).await
     }
 
     async fn read<T: Send + 'static>(&self, job: Job<T>) -> Result<T, AppError> {
@@ -483,5 +604,148 @@ mod tests {
         }
         assert_eq!(cache.batches_to_check, CACHE_CHECK_BATCHES);
         assert_eq!(kib(&conn), WRITER_SMALL_CACHE_KIB);
+    }
+
+    mod batches {
+        //! One batch run on a real database, its jobs in a known order (a batch gathered by
+        //! the writer holds whatever happened to be queued).
+        use super::super::*;
+        use chrono::Utc;
+        use kembali_app::store::{job, CampaignAction, CampaignStatus};
+        use kembali_core::ids::CampaignId;
+        use kembali_store_tests::harness::{campaign_version, customer_record};
+        use std::future::Future;
+
+        type Answer = std::pin::Pin<Box<dyn Future<Output = Result<i64, AppError>>>>;
+
+        /// What a test job does after debiting 10 from the budget of `bf`.
+        #[derive(Clone, Copy)]
+        enum Then {
+            Succeed,
+            FailBeforeWriting,
+            FailAfterWriting,
+        }
+
+        fn bf() -> CampaignId {
+            CampaignId::parse("bf").unwrap()
+        }
+
+        /// A job that debits 10 from `bf`, then inserts the customer `id` (unless it fails
+        /// before writing); it answers what the budget had spent before its debit.
+        fn debit_and_insert(id: &'static str, then: Then, repeatable: bool) -> (Queued, Answer) {
+            let (job, answer) = erase(job(move |tx| {
+                Box::pin(async move {
+                    let spent = tx.lock_budgets(&[bf()]).await?[0].1;
+                    tx.spend_budget(&bf(), 10).await?;
+                    if let Then::FailBeforeWriting = then {
+                        return Err(AppError::conflict("test_failure", "fails before writing"));
+                    }
+                    tx.insert_customer(&customer_record(id)).await?;
+                    match then {
+                        Then::Succeed => Ok(spent),
+                        _ => Err(AppError::conflict("test_failure", "fails after writing")),
+                    }
+                })
+            }));
+            (Queued { job, repeatable }, Box::pin(answer))
+        }
+
+        /// Runs `jobs` as one batch on a new database whose campaign `bf` has a budget; returns
+        /// their answers, the customers committed and what the budget has spent.
+        fn run(jobs: Vec<(Queued, Answer)>) -> (Vec<Result<i64, String>>, Vec<String>, i64) {
+            let dir = tempfile::tempdir().unwrap();
+            let mut conn = open_connection(&dir.path().join("k.db"), false).unwrap();
+            migrate::run(&mut conn).unwrap();
+            let kept = Statements::new(&conn);
+            let version = campaign_version(
+                "bf",
+                1,
+                CampaignAction::Create,
+                CampaignStatus::Active,
+                Some(1_000),
+                Utc::now(),
+            );
+            let (created, _) = erase(job(move |tx| {
+                Box::pin(async move { Ok(tx.put_campaign_version(&version).await?) })
+            }));
+            run_batch(
+                &kept,
+                &mut vec![Queued {
+                    job: created,
+                    repeatable: false,
+                }],
+            );
+            let (mut batch, answers): (Vec<_>, Vec<_>) = jobs.into_iter().unzip();
+            run_batch(&kept, &mut batch);
+            let answers = answers
+                .into_iter()
+                .map(|a| futures::executor::block_on(a).map_err(|e| e.code().to_string()))
+                .collect();
+            let mut st = conn
+                .prepare("SELECT id FROM customers ORDER BY id")
+                .unwrap();
+            let customers = st
+                .query_map([], |r| r.get(0))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            let spent = conn
+                .query_row(
+                    "SELECT budget_spent FROM campaigns WHERE id = 'bf'",
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            (answers, customers, spent)
+        }
+
+        #[test]
+        fn a_repeatable_job_failing_after_writing_takes_its_savepoint_with_it() {
+            let (answers, customers, spent) = run(vec![
+                debit_and_insert("a", Then::Succeed, true),
+                debit_and_insert("b", Then::Succeed, true),
+                debit_and_insert("c", Then::FailAfterWriting, true),
+                debit_and_insert("d", Then::Succeed, true),
+                debit_and_insert("e", Then::Succeed, true),
+                debit_and_insert("f", Then::FailAfterWriting, true),
+            ]);
+            let again = Err("write_conflict".to_string());
+            let failed = Err("test_failure".to_string());
+            // `d` sees none of the debits of the rolled-back jobs; `e` sees `d`'s. After the
+            // first failure each job has a savepoint of its own: `f` takes only itself.
+            assert_eq!(
+                answers,
+                [again.clone(), again, failed.clone(), Ok(0), Ok(10), failed]
+            );
+            assert_eq!(customers, ["d", "e"]);
+            assert_eq!(spent, 20);
+        }
+
+        #[test]
+        fn a_repeatable_job_failing_before_it_writes_fails_alone() {
+            let (answers, customers, spent) = run(vec![
+                debit_and_insert("a", Then::Succeed, true),
+                debit_and_insert("b", Then::FailBeforeWriting, true),
+                debit_and_insert("c", Then::Succeed, true),
+            ]);
+            let failed = Err("test_failure".to_string());
+            assert_eq!(answers, [Ok(0), failed, Ok(10)]);
+            assert_eq!(customers, ["a", "c"]);
+            assert_eq!(spent, 20);
+        }
+
+        #[test]
+        fn a_job_of_its_own_rolls_back_alone_between_repeatable_ones() {
+            let (answers, customers, spent) = run(vec![
+                debit_and_insert("a", Then::Succeed, true),
+                debit_and_insert("b", Then::FailAfterWriting, false),
+                debit_and_insert("c", Then::Succeed, true),
+                debit_and_insert("d", Then::Succeed, false),
+            ]);
+            let failed = Err("test_failure".to_string());
+            assert_eq!(answers, [Ok(0), failed, Ok(10), Ok(20)]);
+            assert_eq!(customers, ["a", "c", "d"]);
+            assert_eq!(spent, 30);
+        }
     }
 }

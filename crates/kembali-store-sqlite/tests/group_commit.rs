@@ -3,23 +3,11 @@
 
 use chrono::Utc;
 use kembali_app::error::AppError;
-use kembali_app::store::{job, CustomerRecord, Store};
+use kembali_app::store::{job, Store};
 use kembali_core::ids::CustomerId;
-use kembali_core::ledger::WalletBalances;
 use kembali_store_sqlite::SqliteStore;
+use kembali_store_tests::harness::customer_record as customer;
 use std::sync::Arc;
-
-fn customer(id: &str) -> CustomerRecord {
-    CustomerRecord {
-        id: CustomerId::parse(id).unwrap(),
-        email: None,
-        phone: None,
-        birthday: None,
-        segments: vec![],
-        created_at: Utc::now(),
-        balances: WalletBalances::default(),
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_failing_after_its_writes_rolls_back_alone_in_its_batch() {

@@ -5,11 +5,12 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use kembali_app::clock::TestClock;
 use kembali_app::model::*;
 use kembali_app::store::Store;
-use kembali_app::store::{CampaignAction, CampaignStatus, CampaignVersionRecord};
+use kembali_app::store::{CampaignAction, CampaignStatus, CampaignVersionRecord, CustomerRecord};
 use kembali_app::{AppResult, Engine};
 use kembali_core::campaign::RawCampaign;
 use kembali_core::ids::CampaignId;
 use kembali_core::ids::{Channel, CustomerId, OrderId, RedemptionId};
+use kembali_core::ledger::WalletBalances;
 use std::sync::Arc;
 
 pub struct Harness<S: Store> {
@@ -25,6 +26,19 @@ pub fn day_zero() -> DateTime<Utc> {
 
 pub fn cid(s: &str) -> CustomerId {
     CustomerId::parse(s).unwrap()
+}
+
+/// A new customer `id`, known by nothing but its id, as a store's row.
+pub fn customer_record(id: &str) -> CustomerRecord {
+    CustomerRecord {
+        id: cid(id),
+        email: None,
+        phone: None,
+        birthday: None,
+        segments: vec![],
+        created_at: Utc::now(),
+        balances: WalletBalances::default(),
+    }
 }
 
 impl<S: Store> Harness<S> {

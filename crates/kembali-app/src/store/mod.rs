@@ -762,6 +762,13 @@ pub trait Store: Send + Sync + 'static {
     /// Runs `job` in a write transaction; commits (durably) if it returns `Ok`, else rolls
     /// back everything it did. Returns only after the commit.
     async fn write<T: Send + 'static>(&self, job: Job<T>) -> Result<T, AppError>;
+    /// [`Store::write`] for a job whose caller runs it again, made anew, when it is answered
+    /// [`StoreError::Conflict`]: the store may run it beside others without a savepoint of
+    /// its own, and roll it back with them when one of them fails after writing (a job
+    /// answered so changed nothing).
+    async fn write_repeatable<T: Send + 'static>(&self, job: Job<T>) -> Result<T, AppError> {
+        self.write(job).await
+    }
     /// Runs `job` on a consistent read-only snapshot.
     async fn read<T: Send + 'static>(&self, job: Job<T>) -> Result<T, AppError>;
     /// Whether the database answers (for `/readyz`).
