@@ -422,11 +422,11 @@ fn run_batch(kept: &Statements<'_>, batch: &mut Vec<Queued>) {
         let ended = match (succeeded, wrote) {
             (true, _) | (false, false) => Ok(()),
             (false, true) => {
-                if !savepoint.succeeded.is_empty() {
+                if shares {
                     metrics::counter!("store_write_jobs_rolled_back_with_neighbour")
                         .increment(savepoint.succeeded.len() as u64);
+                    sharing = false;
                 }
-                sharing = false;
                 savepoint.roll_back(kept, &mut budgets)
             }
         }
@@ -741,9 +741,16 @@ mod tests {
                 debit_and_insert("b", Then::FailAfterWriting, false),
                 debit_and_insert("c", Then::Succeed, true),
                 debit_and_insert("d", Then::Succeed, false),
+                debit_and_insert("e", Then::Succeed, true),
+                debit_and_insert("f", Then::FailAfterWriting, true),
             ]);
             let failed = Err("test_failure".to_string());
-            assert_eq!(answers, [Ok(0), failed, Ok(10), Ok(20)]);
+            // `b` took no neighbour with it, so `e` and `f` still share a savepoint.
+            let again = Err("write_conflict".to_string());
+            assert_eq!(
+                answers,
+                [Ok(0), failed.clone(), Ok(10), Ok(20), again, failed]
+            );
             assert_eq!(customers, ["a", "c", "d"]);
             assert_eq!(spent, 30);
         }
