@@ -1198,7 +1198,7 @@ impl Tx for PgTx<'_> {
             "WITH v AS (
                  INSERT INTO campaign_versions (campaign_id, version, status, action, definition, changes, actor, at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8)),
-             r AS (UPDATE campaign_revision SET revision = revision + 1 WHERE id = 1)
+             r AS (UPDATE campaign_revision SET revision = floor(random() * 4e18)::bigint WHERE id = 1)
              INSERT INTO campaigns (id, version, status, budget, created_at, updated_at)
              VALUES ($1, $2, $3, $9, $8, $8)
              ON CONFLICT (id) DO UPDATE SET version = excluded.version, status = excluded.status,

@@ -1337,7 +1337,7 @@ impl Tx for SqliteTx<'_, '_> {
             })
             .map_err(db_err)?;
         self.db
-            .prepare("UPDATE campaign_revision SET revision = revision + 1 WHERE id = 1")
+            .prepare("UPDATE campaign_revision SET revision = random() WHERE id = 1")
             .and_then(|mut st| st.execute([]))
             .map_err(db_err)?;
         Ok(())

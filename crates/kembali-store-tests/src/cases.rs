@@ -761,6 +761,12 @@ pub async fn campaigns_keep_versions_budgets_usage_and_history<S: Store>(store: 
     let store = h.engine.store().clone();
     let t0 = h.clock_now() - Duration::days(3);
     let t1 = t0 + Duration::days(1);
+    let mut revisions = vec![store
+        .read(job(|tx| {
+            Box::pin(async move { Ok(tx.campaigns_revision().await?) })
+        }))
+        .await
+        .unwrap()];
 
     // Version 1 of two campaigns: "promo" with a budget of 10,00, "alpha" paused, unbudgeted.
     let promo_v1 = campaign_version(
@@ -815,7 +821,11 @@ pub async fn campaigns_keep_versions_budgets_usage_and_history<S: Store>(store: 
         vec!["alpha", "promo"]
     );
     assert_eq!(campaigns[0].current, alpha_v1);
-    assert_eq!(revision, 2);
+    assert!(
+        !revisions.contains(&revision),
+        "new versions move the revision"
+    );
+    revisions.push(revision);
 
     // Budgets: locked in id order (unknown ids left out), debited up to the budget and no
     // further; a campaign without a budget cannot be debited. Refusals are errors the job
@@ -854,6 +864,29 @@ pub async fn campaigns_keep_versions_budgets_usage_and_history<S: Store>(store: 
         Some(3_000),
         t1,
     );
+    // A change whose transaction rolls back: the revision it drew never comes back.
+    let beta = campaign_version(
+        "beta",
+        1,
+        CampaignAction::Create,
+        CampaignStatus::Active,
+        None,
+        t0,
+    );
+    let drawn = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(0));
+    let seen = drawn.clone();
+    let rolled_back = store
+        .write(job(move |tx| {
+            Box::pin(async move {
+                tx.put_campaign_version(&beta).await?;
+                let revision = tx.campaigns_revision().await?;
+                seen.store(revision, std::sync::atomic::Ordering::Relaxed);
+                Err::<(), _>(AppError::conflict("test_failure", "rolls back"))
+            })
+        }))
+        .await;
+    assert!(rolled_back.is_err());
+    revisions.push(drawn.load(std::sync::atomic::Ordering::Relaxed));
     let v2 = promo_v2.clone();
     let locked = store
         .write(job(move |tx| {
@@ -890,7 +923,10 @@ pub async fn campaigns_keep_versions_budgets_usage_and_history<S: Store>(store: 
         (&promo_v2, t0, 1_000)
     );
     assert_eq!(versions, vec![promo_v1.clone(), promo_v2.clone()]);
-    assert_eq!(revision, 3);
+    assert!(
+        !revisions.contains(&revision),
+        "a new version moves the revision to one never seen, even rolled back: {revision} in {revisions:?}"
+    );
 
     // Cap usage: counters add up per (campaign, period, start); a read sees the counters
     // asked for that exist, never another day's.

@@ -603,9 +603,12 @@ pub trait Tx: Send {
     ) -> StoreResult<Option<CampaignRecord>>;
     /// Every campaign, by id.
     async fn campaigns(&mut self) -> StoreResult<Vec<CampaignRecord>>;
-    /// A number that grows with every campaign change (every version put), so a cached
+    /// A number that changes with every campaign change (every version put), so a cached
     /// campaign set can be checked in one cheap read: the SQL stores keep it in a one-row
-    /// table.
+    /// table. It never comes back: a set cached from a change whose transaction then rolled
+    /// back (a failed commit) must not pass for the set of a later change. The SQL stores
+    /// draw it at random (64 and 52 bits); a counter would give the later change the
+    /// rolled-back one's number.
     async fn campaigns_revision(&mut self) -> StoreResult<i64>;
     /// Every version of a campaign, oldest first.
     async fn campaign_versions(
