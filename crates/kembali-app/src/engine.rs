@@ -155,32 +155,13 @@ impl<S: Store> Engine<S> {
         &self,
         make: impl Fn() -> crate::store::Job<T>,
     ) -> AppResult<T> {
-        self.retrying(make, true).await
-    }
-
-    /// [`Self::write_retrying`] for a job that writes campaign versions: it never shares a
-    /// savepoint. Orders cache the campaign set they read under the campaigns' revision; a
-    /// version rolled back with a failing neighbour after an order of its batch had read it
-    /// would leave that set cached under a revision number the next change takes again.
-    async fn write_retrying_alone<T: Send + 'static>(
-        &self,
-        make: impl Fn() -> crate::store::Job<T>,
-    ) -> AppResult<T> {
-        self.retrying(make, false).await
-    }
-
-    async fn retrying<T: Send + 'static>(
-        &self,
-        make: impl Fn() -> crate::store::Job<T>,
-        shares: bool,
-    ) -> AppResult<T> {
         let mut attempt = 0;
         loop {
             // Only a first attempt may be rolled back with others of its batch: a job that
             // keeps meeting failing neighbours still gets through, alone.
-            let answer = match attempt == 0 && shares {
-                true => self.store.write_repeatable(make()).await,
-                false => self.store.write(make()).await,
+            let answer = match attempt {
+                0 => self.store.write_repeatable(make()).await,
+                _ => self.store.write(make()).await,
             };
             match answer {
                 Err(AppError::Store(StoreError::Conflict(_))) if attempt < CONFLICT_RETRIES => {
@@ -253,7 +234,7 @@ impl<S: Store> Engine<S> {
     ) -> AppResult<CampaignView> {
         let now = self.now();
         let actor = actor.to_string();
-        self.write_retrying_alone(move || {
+        self.write_retrying(move || {
             let (actor, req) = (actor.clone(), req.clone());
             job(move |tx| {
                 Box::pin(async move { campaign_admin::create(tx, now, &actor, req).await })
@@ -270,7 +251,7 @@ impl<S: Store> Engine<S> {
     ) -> AppResult<CampaignView> {
         let now = self.now();
         let actor = actor.to_string();
-        self.write_retrying_alone(move || {
+        self.write_retrying(move || {
             let (actor, id, req) = (actor.clone(), id.clone(), req.clone());
             job(move |tx| {
                 Box::pin(async move {
@@ -298,7 +279,7 @@ impl<S: Store> Engine<S> {
     ) -> AppResult<CampaignView> {
         let now = self.now();
         let actor = actor.to_string();
-        self.write_retrying_alone(move || {
+        self.write_retrying(move || {
             let (actor, id) = (actor.clone(), id.clone());
             job(move |tx| {
                 Box::pin(
