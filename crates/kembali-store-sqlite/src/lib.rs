@@ -40,7 +40,7 @@ use tokio::sync::{mpsc, Semaphore};
 
 pub use alloc::use_mimalloc;
 pub use budgets::PendingBudgets;
-pub use tx::SqliteTx;
+pub use tx::{ParsedProgram, SqliteTx};
 
 /// Jobs per group commit. Bounds the work lost to one failing COMMIT and the time the
 /// first job of a batch waits for the last.
@@ -282,6 +282,7 @@ fn writer_cache_kib(bytes: i64) -> i64 {
 fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Queued>) {
     // Declared after the connection, so dropped (finalised) before it.
     let kept = Statements::new(&conn);
+    let mut program = ParsedProgram::default();
     let mut batch: Vec<Queued> = Vec::with_capacity(MAX_BATCH);
     let mut cache = WriterCache::new();
     while let Some(first) = rx.blocking_recv() {
@@ -295,7 +296,7 @@ fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Queued>) {
         }
         metrics::histogram!("store_write_batch_size").record(batch.len() as f64);
         metrics::gauge!("store_write_queue_depth").set(rx.len() as f64);
-        run_batch(&kept, &mut batch);
+        run_batch(&kept, &mut program, &mut batch);
     }
 }
 
@@ -380,7 +381,7 @@ impl Savepoint {
     }
 }
 
-fn run_batch(kept: &Statements<'_>, batch: &mut Vec<Queued>) {
+fn run_batch(kept: &Statements<'_>, program: &mut ParsedProgram, batch: &mut Vec<Queued>) {
     let conn = kept.conn();
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         tracing::error!(error = %e, jobs = batch.len(), "cannot begin a write transaction");
@@ -412,7 +413,7 @@ fn run_batch(kept: &Statements<'_>, batch: &mut Vec<Queued>) {
             continue;
         }
         let changed_before = conn.total_changes();
-        let mut tx = SqliteTx::writing(kept, &mut budgets);
+        let mut tx = SqliteTx::writing(kept, &mut budgets, &mut *program);
         let outcome = AssertUnwindSafe(job(&mut tx)).catch_unwind();
         let completion = futures::executor::block_on(outcome);
         let succeeded = matches!(&completion, Ok(c) if c.ok);
@@ -668,15 +669,17 @@ mod tests {
             let (created, _) = erase(job(move |tx| {
                 Box::pin(async move { Ok(tx.put_campaign_version(&version).await?) })
             }));
+            let mut program = ParsedProgram::default();
             run_batch(
                 &kept,
+                &mut program,
                 &mut vec![Queued {
                     job: created,
                     repeatable: false,
                 }],
             );
             let (mut batch, answers): (Vec<_>, Vec<_>) = jobs.into_iter().unzip();
-            run_batch(&kept, &mut batch);
+            run_batch(&kept, &mut program, &mut batch);
             let answers = answers
                 .into_iter()
                 .map(|a| futures::executor::block_on(a).map_err(|e| e.code().to_string()))
