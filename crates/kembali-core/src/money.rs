@@ -292,9 +292,28 @@ mod tests {
         assert_eq!(format_minor("BRL", -350), "-R$ 3,50");
         assert_eq!(format_minor("BRL", 123_456_789), "R$ 1.234.567,89");
         assert_eq!(format_minor("PTS", 5), "PTS 0,05");
+        assert_eq!(
+            format_minor("EUR", i64::MIN),
+            "-€ 92.233.720.368.547.758,08"
+        );
     }
 
     proptest! {
+        #[test]
+        fn money_formats_as_grouped_digits_and_two_decimals(amount in any::<i64>()) {
+            let abs = amount.unsigned_abs();
+            let units = (abs / 100).to_string();
+            let groups: Vec<&str> = units
+                .as_bytes()
+                .rchunks(3)
+                .rev()
+                .map(|g| std::str::from_utf8(g).unwrap())
+                .collect();
+            let sign = if amount < 0 { "-" } else { "" };
+            let expected = format!("{sign}R$ {},{:02}", groups.join("."), abs % 100);
+            prop_assert_eq!(format_minor("BRL", amount), expected);
+        }
+
         #[test]
         fn the_64_bit_paths_equal_the_128_bit_ones(
             num in any::<i64>(),
