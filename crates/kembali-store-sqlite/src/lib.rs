@@ -333,6 +333,7 @@ fn rolled_back_with_neighbour() -> StoreError {
 ///   again. The rest of the batch then runs a savepoint per job, so one failure costs at most
 ///   one savepoint's reruns;
 /// - a job that is not repeatable runs under a savepoint of its own, as every job once did.
+#[derive(Default)]
 struct Savepoint {
     open: bool,
     /// Jobs that succeeded under the open savepoint: answered when the batch commits, or
@@ -365,6 +366,21 @@ impl Savepoint {
         released
     }
 
+    /// Before and after a job of its own (one that does not `share`): releases the open
+    /// savepoint, the shared one before it or its own after it.
+    fn release_unless_shared(
+        &mut self,
+        shares: bool,
+        kept: &Statements<'_>,
+        budgets: &mut PendingBudgets,
+        done: &mut Vec<Completion>,
+    ) -> rusqlite::Result<()> {
+        match shares {
+            true => Ok(()),
+            false => self.release(kept, budgets, done),
+        }
+    }
+
     /// Rolls the open savepoint back and tells its jobs that succeeded to run again.
     fn roll_back(
         &mut self,
@@ -392,21 +408,16 @@ fn run_batch(kept: &Statements<'_>, program: &mut ParsedProgram, batch: &mut Vec
     let mut done = Vec::with_capacity(batch.len());
     // Budget debits of this transaction's jobs, written just before it commits.
     let mut budgets = PendingBudgets::default();
-    let mut savepoint = Savepoint {
-        open: false,
-        succeeded: Vec::new(),
-    };
+    let mut savepoint = Savepoint::default();
     // Whether repeatable jobs may still share a savepoint (until one fails after writing).
     let mut sharing = true;
     // A savepoint that could not be ended leaves the transaction in doubt: it is rolled back.
     let mut in_doubt = None;
     for Queued { job, repeatable } in batch.drain(..) {
         let shares = repeatable && sharing;
-        let opened = match shares {
-            true => Ok(()),
-            false => savepoint.release(kept, &mut budgets, &mut done),
-        }
-        .and_then(|()| savepoint.open(kept));
+        let opened = savepoint
+            .release_unless_shared(shares, kept, &mut budgets, &mut done)
+            .and_then(|()| savepoint.open(kept));
         if let Err(e) = opened {
             tracing::error!(error = %e, "cannot open a savepoint");
             in_doubt.get_or_insert(db_err(e));
@@ -431,10 +442,7 @@ fn run_batch(kept: &Statements<'_>, program: &mut ParsedProgram, batch: &mut Vec
                 savepoint.roll_back(kept, &mut budgets)
             }
         }
-        .and_then(|()| match shares {
-            true => Ok(()),
-            false => savepoint.release(kept, &mut budgets, &mut done),
-        });
+        .and_then(|()| savepoint.release_unless_shared(shares, kept, &mut budgets, &mut done));
         if let Err(e) = ended {
             tracing::error!(error = %e, "cannot end a savepoint");
             in_doubt.get_or_insert(db_err(e));
