@@ -223,12 +223,13 @@ impl<'o> Prep<'o> {
         }
     }
 
-    /// Campaign `index`'s [`Matched`], made by `make` the first time it is asked for.
-    fn matched(&self, index: usize, make: impl FnOnce() -> Option<Matched>) -> Option<Matched> {
+    /// What campaign `index` (version `v`) pays the order before caps, if it matches
+    /// ([`matched`]), worked out the first time it is asked for.
+    fn matched(&self, ctx: &EvalContext<'_>, index: usize, v: &CampaignVersion) -> Option<Matched> {
         if let Some(&(_, m)) = self.matched.borrow().iter().find(|(i, _)| *i == index) {
             return m;
         }
-        let m = make();
+        let m = matched(self, ctx, index, v);
         self.matched.borrow_mut().push((index, m));
         m
     }
@@ -582,10 +583,11 @@ fn picked(
         .map(|index| (index, &set.versions[index]))
         .filter(|(_, v)| pick(v))
         .filter_map(|(index, v)| {
-            let a = assess(prep, ctx, index, v)?;
-            (a.uncapped_minor > 0).then_some(CappedCandidate {
+            // What it pays before caps is all a candidate needs: no cap is applied here.
+            let m = prep.matched(ctx, index, v)?;
+            (m.uncapped_minor > 0).then_some(CappedCandidate {
                 index,
-                uncapped_minor: a.uncapped_minor,
+                uncapped_minor: m.uncapped_minor,
             })
         })
         .collect()
@@ -709,7 +711,7 @@ fn assess<'c>(
     index: usize,
     v: &'c CampaignVersion,
 ) -> Option<Assessed<'c>> {
-    let m = prep.matched(index, || matched(prep, ctx, index, v))?;
+    let m = prep.matched(ctx, index, v)?;
     let r = &v.rules;
     let mut capped_by = Vec::new();
     let mut amount = m.uncapped_minor;
