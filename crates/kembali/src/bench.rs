@@ -14,6 +14,7 @@
 //! Memory (VmRSS, VmHWM of this process) is sampled after each phase. The load generator
 //! runs in the same process as the server, so HTTP figures include the client's CPU cost.
 
+use crate::campaigns_cmd::{create_campaigns, Mix};
 use anyhow::{bail, Context, Result};
 use chrono::Utc;
 use clap::ValueEnum;
@@ -109,6 +110,13 @@ pub struct BenchArgs {
     /// Keep the temporary directory and its databases.
     #[arg(long)]
     pub keep: bool,
+    /// Active campaigns in the stores the order phases (`engine`, `http`) post to, from the
+    /// mix `--mix` names (0: the base rate only): the engine's ingestion with campaigns.
+    #[arg(long, default_value_t = 0)]
+    pub campaigns: usize,
+    /// Which campaigns `--campaigns` creates (see `bench-campaigns`).
+    #[arg(long, value_enum, default_value_t = Mix::Targeted)]
+    pub mix: Mix,
 }
 
 impl Default for BenchArgs {
@@ -126,6 +134,8 @@ impl Default for BenchArgs {
             phases: vec![Phase::Raw, Phase::Engine, Phase::Http, Phase::Redeem],
             json: false,
             keep: false,
+            campaigns: 0,
+            mix: Mix::Targeted,
         }
     }
 }
@@ -159,6 +169,9 @@ pub struct Environment {
     pub cpus: usize,
     pub version: &'static str,
     pub started_at: chrono::DateTime<Utc>,
+    /// Active campaigns in the order phases' stores, and their mix.
+    pub campaigns: usize,
+    pub mix: &'static str,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -369,6 +382,8 @@ pub async fn collect(args: &BenchArgs) -> Result<Report> {
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
         version: env!("CARGO_PKG_VERSION"),
         started_at: Utc::now(),
+        campaigns: args.campaigns,
+        mix: args.mix.name(),
     };
     let mut memory = vec![memory_sample("start")];
     let wants = |p: Phase| args.phases.contains(&p);
@@ -625,6 +640,13 @@ async fn open_engine(path: &Path) -> Result<Engine<SqliteStore>> {
     Ok(engine)
 }
 
+/// [`open_engine`] with the `--campaigns` active campaigns of `--mix`, for the order phases.
+async fn open_ingesting(path: &Path, args: &BenchArgs) -> Result<Engine<SqliteStore>> {
+    let engine = open_engine(path).await?;
+    create_campaigns(&engine, args.mix, args.campaigns).await?;
+    Ok(engine)
+}
+
 /// Posts bench order `i` of `prefix` through the use-case layer.
 pub(crate) async fn post_order<S: Store>(
     engine: &Engine<S>,
@@ -792,7 +814,7 @@ fn ingest_report(n: usize, args: &BenchArgs, c: Closed, db: &Path) -> IngestRepo
 }
 
 async fn engine_orders(db: &Path, args: &BenchArgs) -> Result<IngestReport> {
-    let engine = open_engine(db).await?;
+    let engine = open_ingesting(db, args).await?;
     let customers = args.customers;
     let e = engine.clone();
     let c = closed_loop(0..args.orders, args.clients, move |i| {
@@ -884,7 +906,7 @@ pub(crate) async fn post_json<T: Serialize + ?Sized>(
 }
 
 async fn http_orders(db: &Path, args: &BenchArgs, n: usize) -> Result<IngestReport> {
-    let engine = open_engine(db).await?;
+    let engine = open_ingesting(db, args).await?;
     let c = http_closed_loop(&engine, "http", n, args.clients, args.customers).await?;
     drop(engine);
     Ok(ingest_report(n, args, c, db))
@@ -1334,6 +1356,14 @@ fn render(r: &Report) -> String {
         "  durability: journal_mode={}, synchronous={}; {} CPUs, load generator in-process",
         e.journal_mode, e.synchronous, e.cpus
     );
+    let _ = match e.campaigns {
+        0 => writeln!(s, "  campaigns:  none (the base rate only)"),
+        n => writeln!(
+            s,
+            "  campaigns:  {n} active ({} mix) in the order phases",
+            e.mix
+        ),
+    };
     if let Some(raw) = &r.raw {
         let _ = writeln!(s, "\n1. Raw SQLite ceiling ({})", raw.row);
         for (name, run) in [
@@ -1488,6 +1518,39 @@ mod tests {
             dir: Some(std::env::temp_dir()),
             ..BenchArgs::default()
         }
+    }
+
+    /// What the first bench order earns from, in a store the order phases open with `args`.
+    async fn first_order_pays(args: &BenchArgs) -> (usize, Vec<String>) {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = open_ingesting(&dir.path().join("orders.db"), args)
+            .await
+            .unwrap();
+        let active = engine.campaigns(None).await.unwrap().campaigns.len();
+        let order = order_request("eng", 0, customer_id(0, 10), 30_000)
+            .parse(&Caller::default())
+            .unwrap();
+        let receipt = engine.post_order(order, None).await.unwrap();
+        let paid = receipt
+            .campaigns
+            .into_iter()
+            .map(|c| c.campaign_id)
+            .collect();
+        (active, paid)
+    }
+
+    #[tokio::test]
+    async fn the_order_phases_run_with_the_campaigns_asked_for() {
+        let (active, paid) = first_order_pays(&BenchArgs::default()).await;
+        assert_eq!((active, paid), (0, vec!["base_rate".to_string()]));
+        let with = BenchArgs {
+            campaigns: 100,
+            ..BenchArgs::default()
+        };
+        let (active, paid) = first_order_pays(&with).await;
+        assert_eq!(active, 100);
+        // The targeted mix's `eco` offer reaches every bench order.
+        assert!(paid.contains(&"offer-004".to_string()), "{paid:?}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -230,6 +230,24 @@ impl Mix {
             Mix::Targeted => targeted_campaigns(n, today),
         }
     }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Mix::Stacked => "stacked",
+            Mix::Targeted => "targeted",
+        }
+    }
+}
+
+/// Creates `n` campaigns of `mix`, running today, in `engine`'s store.
+pub async fn create_campaigns<S: Store>(engine: &Engine<S>, mix: Mix, n: usize) -> Result<()> {
+    for c in mix.campaigns(n, Utc::now().date_naive()) {
+        engine
+            .create_campaign("bench", c)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}: {}", crate::describe(&e)))?;
+    }
+    Ok(())
 }
 
 /// `n` campaigns running today, each aimed at a narrow slice of the catalogue or of the
@@ -450,12 +468,7 @@ impl Ingestion {
             SqliteStore::open(path).with_context(|| format!("opening {}", path.display()))?;
         let engine = Engine::new(Arc::new(store), Arc::new(SystemClock));
         engine.init().await?;
-        for c in args.mix.campaigns(campaigns, Utc::now().date_naive()) {
-            engine
-                .create_campaign("bench", c)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}: {}", crate::describe(&e)))?;
-        }
+        create_campaigns(&engine, args.mix, campaigns).await?;
         // This store's writer is the writer thread that was not there before it opened.
         let writer = writer_threads()
             .into_iter()
