@@ -171,7 +171,7 @@ pub struct Environment {
     pub started_at: chrono::DateTime<Utc>,
     /// Active campaigns in the order phases' stores, and their mix.
     pub campaigns: usize,
-    pub mix: &'static str,
+    pub mix: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -383,7 +383,11 @@ pub async fn collect(args: &BenchArgs) -> Result<Report> {
         version: env!("CARGO_PKG_VERSION"),
         started_at: Utc::now(),
         campaigns: args.campaigns,
-        mix: args.mix.name(),
+        mix: args
+            .mix
+            .to_possible_value()
+            .map(|v| v.get_name().to_string())
+            .unwrap_or_default(),
     };
     let mut memory = vec![memory_sample("start")];
     let wants = |p: Phase| args.phases.contains(&p);

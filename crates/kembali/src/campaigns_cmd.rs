@@ -230,13 +230,6 @@ impl Mix {
             Mix::Targeted => targeted_campaigns(n, today),
         }
     }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Mix::Stacked => "stacked",
-            Mix::Targeted => "targeted",
-        }
-    }
 }
 
 /// Creates `n` campaigns of `mix`, running today, in `engine`'s store.
