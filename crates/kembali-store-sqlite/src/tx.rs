@@ -120,15 +120,9 @@ impl<'c, 'w> SqliteTx<'c, 'w> {
         }
     }
 
-    /// The order's row; with `if_new`, `INSERT OR IGNORE`. Returns whether a row was
-    /// inserted.
-    fn insert_order_row(&mut self, o: &OrderRecord, if_new: bool) -> R<bool> {
-        let sql = match if_new {
-            true => insert_order!("INSERT OR IGNORE"),
-            false => insert_order!("INSERT"),
-        };
-        let mut st = self.db.prepare(sql).map_err(db_err)?;
-        execute_order(&mut st, o)
+    fn insert_order_row(&mut self, o: &OrderRecord) -> R<()> {
+        let mut st = self.db.prepare(insert_order!("INSERT")).map_err(db_err)?;
+        execute_order(&mut st, o).map(drop)
     }
 
     fn insert_lines(&mut self, o: &OrderRecord) -> R<()> {
@@ -891,7 +885,7 @@ impl Tx for SqliteTx<'_, '_> {
     }
 
     async fn insert_order(&mut self, o: &OrderRecord) -> R<()> {
-        self.insert_order_row(o, false)?;
+        self.insert_order_row(o)?;
         self.insert_lines(o)
     }
 
