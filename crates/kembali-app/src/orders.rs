@@ -20,6 +20,7 @@ use kembali_core::campaign::CampaignSet;
 use kembali_core::ids::{Channel, CustomerId, LineId, OrderId};
 use kembali_core::ledger::{Account, Entry, EntryKind};
 use kembali_core::lots::{plan_restore, proportional_share, Lot, LotState};
+use kembali_core::money::push_minor;
 use kembali_core::program::ClawbackPolicy;
 
 /// Finds the customer or creates them (an order from a customer not seen before), locked.
@@ -199,26 +200,31 @@ fn earn_explanation(
     key: &OrderKey,
     lines: &[kembali_core::cashback::LineCashback],
 ) -> String {
-    let parts: Vec<String> = lines
-        .iter()
-        .filter(|l| l.cashback_minor > 0)
-        .map(|l| {
-            format!(
-                "line {}: {} ({})",
-                l.line_id,
-                ctx.money(l.cashback_minor),
-                l.explanation
-            )
-        })
-        .collect();
+    // "R$ 15,00 cashback on web order O1: line 1: R$ 10,00 (…); line 2: R$ 5,00 (…)", built
+    // in one string: every order's entry has one, on the writer's hot path.
+    let currency = ctx.settings.currency.as_str();
     let total: i64 = lines.iter().map(|l| l.cashback_minor).sum();
-    format!(
-        "{} cashback on {} order {}: {}",
-        ctx.money(total),
-        key.channel,
-        key.order_id,
-        parts.join("; ")
-    )
+    let wording: usize = lines.iter().map(|l| l.explanation.len() + 32).sum();
+    let mut out = String::with_capacity(64 + wording);
+    push_minor(&mut out, currency, total);
+    out.push_str(" cashback on ");
+    out.push_str(key.channel.as_str());
+    out.push_str(" order ");
+    out.push_str(key.order_id.as_str());
+    out.push_str(": ");
+    for (i, l) in lines.iter().filter(|l| l.cashback_minor > 0).enumerate() {
+        if i > 0 {
+            out.push_str("; ");
+        }
+        out.push_str("line ");
+        out.push_str(l.line_id.as_str());
+        out.push_str(": ");
+        push_minor(&mut out, currency, l.cashback_minor);
+        out.push_str(" (");
+        out.push_str(&l.explanation);
+        out.push(')');
+    }
+    out
 }
 
 /// Links a redemption to the order it paid for; a hold is captured in full here.
