@@ -120,16 +120,6 @@ impl<'c, 'w> SqliteTx<'c, 'w> {
         }
     }
 
-    fn insert_order_row(&mut self, o: &OrderRecord) -> R<()> {
-        let mut st = self.db.prepare(insert_order!("INSERT")).map_err(db_err)?;
-        execute_order(&mut st, o).map(drop)
-    }
-
-    fn insert_lines(&mut self, o: &OrderRecord) -> R<()> {
-        let mut st = self.db.prepare(INSERT_LINE).map_err(db_err)?;
-        execute_lines(&mut st, o)
-    }
-
     /// Imported orders: each one's customer if new, then the order unless its key is
     /// stored. The statements are looked up once for the whole slice.
     fn import_all(&mut self, orders: &[OrderRecord]) -> R<Vec<ImportOutcome>> {
@@ -885,8 +875,10 @@ impl Tx for SqliteTx<'_, '_> {
     }
 
     async fn insert_order(&mut self, o: &OrderRecord) -> R<()> {
-        self.insert_order_row(o)?;
-        self.insert_lines(o)
+        let mut order = self.db.prepare(insert_order!("INSERT")).map_err(db_err)?;
+        execute_order(&mut order, o)?;
+        let mut lines = self.db.prepare(INSERT_LINE).map_err(db_err)?;
+        execute_lines(&mut lines, o)
     }
 
     async fn update_order_lines(&mut self, key: &OrderKey, lines: &[LineRecord]) -> R<()> {
