@@ -45,6 +45,23 @@ impl Mask {
         }
     }
 
+    pub fn contains(&self, i: usize) -> bool {
+        self.0[i / 64] & (1 << (i % 64)) != 0
+    }
+
+    /// How many indices the set holds.
+    pub fn len(&self) -> usize {
+        self.0.iter().map(|w| w.count_ones() as usize).sum()
+    }
+
+    /// How many of the set's indices are below `i`: the position of `i` among them, lowest
+    /// first, when the set holds it.
+    pub fn rank(&self, i: usize) -> usize {
+        let (word, bit) = (i / 64, i % 64);
+        let below: usize = self.0[..word].iter().map(|w| w.count_ones() as usize).sum();
+        below + (self.0[word] & ((1u64 << bit) - 1)).count_ones() as usize
+    }
+
     /// The indices, lowest first.
     pub fn iter(&self) -> impl Iterator<Item = usize> + '_ {
         self.0.iter().enumerate().flat_map(|(w, &bits)| {
@@ -252,5 +269,23 @@ mod tests {
         assert_eq!(m.iter().collect::<Vec<_>>(), vec![0, 63, 64, 130, 255]);
         assert_eq!(Mask::below(3).iter().collect::<Vec<_>>(), vec![0, 1, 2]);
         assert_eq!(Mask::default().iter().count(), 0);
+    }
+
+    #[test]
+    fn a_mask_ranks_each_index_by_its_place_among_them() {
+        let mut m = Mask::default();
+        let held = [0, 63, 64, 130, 255];
+        for i in held {
+            m.insert(i);
+        }
+        assert_eq!(m.len(), 5);
+        for (place, i) in held.into_iter().enumerate() {
+            assert!(m.contains(i));
+            assert_eq!(m.rank(i), place, "index {i}");
+        }
+        assert!(!m.contains(1) && !m.contains(129) && !m.contains(254));
+        // An index the mask does not hold ranks where it would go.
+        assert_eq!((m.rank(1), m.rank(65), m.rank(254)), (1, 3, 4));
+        assert_eq!((Mask::default().len(), Mask::default().rank(200)), (0, 0));
     }
 }
