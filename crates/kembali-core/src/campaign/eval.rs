@@ -158,13 +158,12 @@ struct Prep<'o> {
     moment: Moment,
     /// The campaigns the order can reach ([`super::reach`]): the only ones visited.
     reach: Mask,
-    /// For an order [`prepare`]d for several calls (an engine lists the capped candidates
-    /// and then evaluates, and both visit the same campaigns): what each campaign the
-    /// candidate lists visited pays before caps (`None`: not worked out), by its rank in
-    /// `reach`, so that the evaluation takes it instead of matching again. The evaluation
-    /// itself, the last visit, adds nothing, and a one-call preparation remembers nothing:
-    /// writing down what is never read again halved the evaluation benchmark.
-    matched: Option<RefCell<Vec<Option<Option<Matched>>>>>,
+    /// What each campaign the candidate lists visited pays before caps (`None`: not worked
+    /// out), by its rank in `reach`: an engine lists the capped candidates and then
+    /// evaluates, and the evaluation takes it instead of matching again. The evaluation
+    /// itself, the last visit, writes nothing down: writing down what is never read again
+    /// halved the evaluation benchmark.
+    matched: RefCell<Vec<Option<Option<Matched>>>>,
 }
 
 impl<'o> Prep<'o> {
@@ -223,20 +222,14 @@ impl<'o> Prep<'o> {
             eligible_open,
             moment: Moment::new(ctx.at, ctx.zone),
             reach,
-            matched: None,
+            matched: RefCell::new(Vec::new()),
         }
     }
 
-    /// The same preparation, remembering what each campaign it visits pays before caps.
-    fn remembering(mut self) -> Self {
-        self.matched = Some(RefCell::new(Vec::new()));
-        self
-    }
-
     /// What campaign `index` (version `v`) pays the order before caps, if it matches
-    /// ([`matched`]): remembered by a preparation that remembers when `remember` says so
-    /// (the candidate lists, which the evaluation follows), taken from what it remembers
-    /// if it can.
+    /// ([`matched`]): taken from what the preparation remembers, else worked out, and
+    /// remembered when `remember` says so (the candidate lists, which the evaluation
+    /// follows).
     fn matched(
         &self,
         ctx: &EvalContext<'_>,
@@ -248,9 +241,7 @@ impl<'o> Prep<'o> {
             self.reach.contains(index),
             "only a reached campaign is visited"
         );
-        let Some(memo) = &self.matched else {
-            return matched(self, ctx, index, v);
-        };
+        let memo = &self.matched;
         let slot = self.reach.rank(index);
         if let Some(&Some(m)) = memo.borrow().get(slot) {
             return m;
@@ -391,7 +382,7 @@ impl PreparedFor {
 /// Prepares `order` for [`Prepared`]'s calls with contexts like `ctx`.
 pub fn prepare<'o>(order: &'o Order, ctx: &EvalContext<'_>) -> Prepared<'o> {
     Prepared {
-        prep: Prep::new(order, ctx).remembering(),
+        prep: Prep::new(order, ctx),
         made_for: PreparedFor::of(ctx),
     }
 }
