@@ -36,7 +36,8 @@ impl Mask {
     }
 
     pub fn insert(&mut self, i: usize) {
-        self.0[i / 64] |= 1 << (i % 64);
+        let (word, bit) = place(i);
+        self.0[word] |= bit;
     }
 
     fn union(&mut self, other: &Mask) {
@@ -45,21 +46,22 @@ impl Mask {
         }
     }
 
+    /// Whether the set holds index `i`.
     pub fn contains(&self, i: usize) -> bool {
-        self.0[i / 64] & (1 << (i % 64)) != 0
+        let (word, bit) = place(i);
+        self.0[word] & bit != 0
     }
 
     /// How many indices the set holds.
     pub fn len(&self) -> usize {
-        self.0.iter().map(|w| w.count_ones() as usize).sum()
+        ones(&self.0)
     }
 
     /// How many of the set's indices are below `i`: the position of `i` among them, lowest
     /// first, when the set holds it.
     pub fn rank(&self, i: usize) -> usize {
-        let (word, bit) = (i / 64, i % 64);
-        let below: usize = self.0[..word].iter().map(|w| w.count_ones() as usize).sum();
-        below + (self.0[word] & ((1u64 << bit) - 1)).count_ones() as usize
+        let (word, bit) = place(i);
+        ones(&self.0[..word]) + (self.0[word] & (bit - 1)).count_ones() as usize
     }
 
     /// The indices, lowest first.
@@ -75,6 +77,16 @@ impl Mask {
             })
         })
     }
+}
+
+/// The word of a [`Mask`] that holds index `i`, and `i`'s bit in it.
+fn place(i: usize) -> (usize, u64) {
+    (i / 64, 1 << (i % 64))
+}
+
+/// How many bits the words hold.
+fn ones(words: &[u64]) -> usize {
+    words.iter().map(|w| w.count_ones() as usize).sum()
 }
 
 /// For each symbol of one kind, the campaigns filed under it (compressed rows: the campaigns
